@@ -1,0 +1,1 @@
+"""The ``onnxrecede`` command line (installed as the ``onnxrecede_cli`` package)."""

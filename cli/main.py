@@ -1,0 +1,26 @@
+"""Entry point of the ``onnxrecede`` command."""
+
+from __future__ import annotations
+
+import click
+
+from onnxrecede import __version__
+from onnxrecede_cli.bench_cmd import bench
+from onnxrecede_cli.prune_cmd import inspect_cmd, prune
+from onnxrecede_cli.train_cmd import export, train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="onnxrecede")
+def main() -> None:
+    """Structured channel pruning for ONNX models (receding neuron importances)."""
+
+
+main.add_command(prune)
+main.add_command(inspect_cmd)
+main.add_command(train)
+main.add_command(export)
+main.add_command(bench)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

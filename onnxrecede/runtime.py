@@ -1,0 +1,183 @@
+"""ONNX Runtime access: import checks, CPU sessions, seeded random inputs.
+
+``onnxruntime`` and ``onnxruntime-gpu`` share the ``onnxruntime/`` package folder, so installing
+both breaks one of them. We detect that and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from onnxrecede.errors import InputError, RuntimeUnavailableError
+
+logger = logging.getLogger(__name__)
+
+ORT_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-directml",
+    "onnxruntime-openvino",
+    "onnxruntime-qnn",
+    "onnxruntime-training",
+)
+
+_ORT_DTYPES: dict[str, Any] = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def installed_ort_distributions() -> list[str]:
+    """Names of the ONNX Runtime wheels installed in this environment."""
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def double_install_message(found: Sequence[str]) -> str:
+    names = " and ".join(found)
+    return (
+        f"{names} are installed together; they share the onnxruntime/ package folder and break "
+        f"each other. Fix: pip uninstall -y {' '.join(found)} && "
+        "pip install --force-reinstall 'onnxrecede[cpu]'  (or 'onnxrecede[gpu]' for CUDA/TensorRT)"
+    )
+
+
+def import_ort() -> ModuleType:
+    """Import onnxruntime, or raise a clear error saying how to install it."""
+    found = installed_ort_distributions()
+    if len(found) > 1:
+        raise RuntimeUnavailableError(double_install_message(found))
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise RuntimeUnavailableError(
+            f"onnxruntime cannot be imported ({e}). Install exactly one runtime: "
+            "pip install 'onnxrecede[cpu]'  or  pip install 'onnxrecede[gpu]'"
+        ) from None
+    return ort
+
+
+def ort_available() -> bool:
+    try:
+        import_ort()
+    except RuntimeUnavailableError:
+        return False
+    return True
+
+
+def cpu_session(model: bytes | str, threads: int | None = None) -> Any:
+    """An ORT session pinned to the CPU execution provider."""
+    ort = import_ort()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def parse_shape_specs(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Parse ``NAME:1x3x224x224`` options into a mapping."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x")) if sep and name else None
+        except ValueError:
+            shape = None
+        if not shape or any(d <= 0 for d in shape):
+            raise InputError(
+                f"bad --shape '{spec}': expected NAME:DIMxDIMx..., e.g. input:1x3x224x224"
+            )
+        shapes[name] = shape
+    return shapes
+
+
+def resolve_input_shape(
+    name: str, dims: Sequence[Any], shapes: Mapping[str, Sequence[int]], batch: int
+) -> tuple[int, ...]:
+    """Concrete shape for one graph input: ``--shape`` wins, else a dynamic first dim is ``batch``."""
+    if name in shapes:
+        shape = tuple(int(d) for d in shapes[name])
+        if len(shape) != len(dims):
+            raise InputError(
+                f"--shape {name}: gives {len(shape)} dims but the model input has rank {len(dims)}"
+            )
+        return shape
+    out: list[int] = []
+    for i, d in enumerate(dims):
+        if isinstance(d, int) and d > 0:
+            out.append(d)
+        elif i == 0:
+            out.append(batch)
+        else:
+            raise InputError(
+                f"model input '{name}' has a dynamic dimension {i} ({d!r}); "
+                f"bind it with --shape {name}:" + "x".join(str(x) if isinstance(x, int) and x > 0 else "N" for x in dims)
+            )
+    return tuple(out)
+
+
+def random_inputs(
+    session: Any,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    batch: int = 1,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Seeded random feeds for every input of an ORT session."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for inp in session.get_inputs():
+        shape = resolve_input_shape(inp.name, inp.shape, shapes or {}, batch)
+        dtype = _ORT_DTYPES.get(inp.type)
+        if dtype is None:
+            raise InputError(f"model input '{inp.name}' has type {inp.type}, which onnxrecede cannot feed")
+        if np.issubdtype(dtype, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype is np.bool_:
+            feeds[inp.name] = rng.integers(0, 2, shape).astype(np.bool_)
+        else:
+            feeds[inp.name] = rng.integers(0, 4, shape).astype(dtype)
+    return feeds
+
+
+def compare_outputs(
+    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], atol: float, rtol: float
+) -> dict[str, float | int]:
+    """Polygraphy-style comparison: an element fails only if abs diff > atol AND rel diff > rtol."""
+    max_abs = 0.0
+    max_rel = 0.0
+    failed = 0
+    for ref, cand in zip(reference, candidate):
+        ref64 = np.asarray(ref, dtype=np.float64)
+        cand64 = np.asarray(cand, dtype=np.float64)
+        if ref64.shape != cand64.shape:
+            return {"max_abs_diff": float("inf"), "max_rel_diff": float("inf"), "failed": -1}
+        diff = np.abs(ref64 - cand64)
+        rel = diff / np.maximum(np.abs(ref64), np.finfo(np.float64).tiny)
+        if diff.size:
+            max_abs = max(max_abs, float(diff.max()))
+            max_rel = max(max_rel, float(np.where(diff == 0, 0.0, rel).max()))
+        failed += int(np.count_nonzero((diff > atol) & (rel > rtol)))
+    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "failed": failed}
