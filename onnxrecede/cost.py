@@ -1,0 +1,375 @@
+"""Cost counts of an ONNX graph: multiply-accumulates (MACs) and parameters.
+
+The convention, stated exactly because published counters disagree by a few percent:
+
+MACs (after ONNX shape inference; dynamic batch dims count as 1 unless ``input_shapes`` binds
+them). Only these ops are counted; bias additions, activations, pooling, normalisation and
+element-wise ops count 0.
+
+1. ``Conv``: ``N * Cout * prod(out spatial) * (Cin / group) * prod(kernel)``, any rank.
+2. ``ConvTranspose``: ``N * Cin * prod(in spatial) * (Cout / group) * prod(kernel)``.
+3. ``Gemm``: ``M * N * K`` (``transA``/``transB`` honoured).
+4. ``MatMul``: ``batch * M * N * K`` (broadcast batch dims of the output).
+
+FLOPs are ``2 * MACs``.
+
+Parameters: the elements of the *constant* tensors (initializers or ``Constant`` nodes, also when
+reached through a cast, sigmoid, reshape or similar one-input op) that feed
+
+1. ``Conv`` / ``ConvTranspose`` weight and bias;
+2. ``Gemm`` A, B and C and ``MatMul`` A and B (usually only the weight is constant);
+3. ``BatchNormalization`` scale and shift, NOT its running mean and variance;
+   ``InstanceNormalization``, ``LayerNormalization`` and ``GroupNormalization`` scale and bias;
+4. ``PRelu`` slopes;
+5. ``Mul`` / ``Add`` operands with more than one element (per-channel scales and shifts, biases
+   of a MatMul); scalar constants are not parameters.
+
+A tensor shared by several nodes is counted once, on the first node that uses it.
+Nodes whose shapes cannot be inferred count 0 MACs and are listed in ``Cost.unresolved``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+
+from onnxrecede.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: Initializers larger than this are handed to shape inference as typed inputs, without data,
+#: so that the proto stays small whatever the model size.
+_BIG_TENSOR_BYTES = 1024
+
+Shape = tuple[int | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCost:
+    """Cost of one node."""
+
+    name: str
+    op_type: str
+    macs: int
+    params: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """MACs and parameters of a model; see the module docstring for the convention."""
+
+    macs: int
+    params: int
+    per_node: tuple[NodeCost, ...] = ()
+    unresolved: tuple[str, ...] = ()
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "unresolved": list(self.unresolved),
+            "per_node": [
+                {"name": n.name, "op_type": n.op_type, "macs": n.macs, "params": n.params}
+                for n in self.per_node
+                if n.macs or n.params
+            ],
+        }
+
+
+def count_cost(
+    model: ir.Model | onnx.ModelProto | str | os.PathLike[str],
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Cost:
+    """Count MACs and parameters of ``model`` without modifying it.
+
+    ``input_shapes`` binds graph inputs to concrete shapes (e.g. ``{"input": (8, 3, 224, 224)}``);
+    otherwise a dynamic first dim counts as 1 and other dynamic dims stay unknown.
+    """
+    ir_model = _as_ir_model(model)
+    shapes = _inferred_shapes(ir_model, input_shapes or {})
+    param_counter = _ParamCounter()
+    per_node: list[NodeCost] = []
+    unresolved: list[str] = []
+    for index, node in enumerate(ir.traversal.RecursiveGraphIterator(ir_model.graph)):
+        name = node.name or f"{node.op_type}_{index}"
+        macs = 0
+        counter = _MAC_COUNTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if counter is not None:
+            counted = counter(node, shapes)
+            if counted is None:
+                unresolved.append(name)
+            else:
+                macs = counted
+        per_node.append(NodeCost(name, node.op_type, macs, param_counter.count(node)))
+    if unresolved:
+        logger.warning(
+            "MACs of %d node(s) are unknown (dynamic shapes; bind them with input shapes): %s",
+            len(unresolved),
+            ", ".join(unresolved[:5]) + (" ..." if len(unresolved) > 5 else ""),
+        )
+    return Cost(
+        macs=sum(n.macs for n in per_node),
+        params=sum(n.params for n in per_node),
+        per_node=tuple(per_node),
+        unresolved=tuple(unresolved),
+    )
+
+
+def _as_ir_model(model: ir.Model | onnx.ModelProto | str | os.PathLike[str]) -> ir.Model:
+    if isinstance(model, ir.Model):
+        return model
+    if isinstance(model, onnx.ModelProto):
+        # Wraps the tensors of the proto without copying their data.
+        return ir.serde.deserialize_model(model)
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise InputError(f"model file not found: {path}")
+    try:
+        return ir.load(path)  # external data is memory-mapped lazily, never read here
+    except Exception as e:  # onnx/protobuf raise many types for a corrupt file
+        raise InputError(f"cannot read ONNX model {path}: {e}") from None
+
+
+# Shape inference on a light copy -----------------------------------------------------------
+
+
+def _inferred_shapes(
+    model: ir.Model, input_shapes: Mapping[str, Sequence[int]]
+) -> dict[str, Shape]:
+    """Shapes of every named value after ONNX shape inference on a light clone of ``model``."""
+    light = model.clone()  # new graph objects; tensors are shared, never written
+    graph = light.graph
+    _bind_inputs(graph, input_shapes)
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        for out in node.outputs:
+            out.shape = None  # stale shapes after pruning would make inference fail
+    for value in list(graph.initializers.values()):
+        tensor = value.const_value
+        if value.shape is None and tensor is not None:
+            value.shape = ir.Shape(tensor.shape.numpy())
+        if value.dtype is None and tensor is not None:
+            value.dtype = tensor.dtype
+        if tensor is None or tensor.nbytes > _BIG_TENSOR_BYTES:
+            assert value.name is not None
+            graph.initializers.pop(value.name)
+            if value not in graph.inputs:
+                graph.inputs.append(value)
+    proto = ir.serde.serialize_model(light)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    except Exception as e:  # InferenceError, or a C++ error surfaced as RuntimeError
+        raise InputError(f"ONNX shape inference failed, cannot count MACs: {e}") from None
+    return _collect_shapes(inferred.graph)
+
+
+def _bind_inputs(graph: ir.Graph, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    initializer_names = set(graph.initializers)
+    inputs = {v.name: v for v in graph.inputs if v.name not in initializer_names}
+    unknown = sorted(set(input_shapes) - set(inputs))
+    if unknown:
+        raise InputError(
+            f"input shape given for {', '.join(unknown)}, which is not a model input; "
+            f"model inputs: {', '.join(str(n) for n in inputs) or '(none)'}"
+        )
+    for name, value in inputs.items():
+        if name is not None and name in input_shapes:
+            dims = tuple(int(d) for d in input_shapes[name])
+            if value.shape is not None and len(value.shape) != len(dims):
+                raise InputError(
+                    f"input shape for '{name}' has {len(dims)} dims but the model input has "
+                    f"rank {len(value.shape)}"
+                )
+            value.shape = ir.Shape(dims)
+        elif value.shape is not None and len(value.shape) and not _is_int(value.shape[0]):
+            value.shape = ir.Shape([1, *value.shape[1:]])
+
+
+def _is_int(dim: object) -> bool:
+    return isinstance(dim, int)
+
+
+def _collect_shapes(graph: onnx.GraphProto) -> dict[str, Shape]:
+    shapes: dict[str, Shape] = {}
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            shapes[vi.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else None
+                for d in vi.type.tensor_type.shape.dim
+            )
+    for init in graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = tuple(attr.t.dims)
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                shapes.update(_collect_shapes(sub))
+    return shapes
+
+
+# MAC counters: one per op type ---------------------------------------------------------------
+
+_MacCounter = Callable[[ir.Node, Mapping[str, Shape]], "int | None"]
+_MAC_COUNTERS: dict[str, _MacCounter] = {}
+
+
+def _mac_counter(op_type: str) -> Callable[[_MacCounter], _MacCounter]:
+    def register(fn: _MacCounter) -> _MacCounter:
+        _MAC_COUNTERS[op_type] = fn
+        return fn
+
+    return register
+
+
+def _shape_of(
+    node: ir.Node, index: int, shapes: Mapping[str, Shape], output: bool = False
+) -> tuple[int, ...] | None:
+    """Fully known shape of an input (or output) of ``node``, else None."""
+    values = node.outputs if output else node.inputs
+    value = values[index] if index < len(values) else None
+    if value is None or value.name is None:
+        return None
+    shape = shapes.get(value.name)
+    if shape is None or any(d is None for d in shape):
+        return None
+    return tuple(int(d) for d in shape if d is not None)
+
+
+@_mac_counter("Conv")
+def _conv_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
+    weight = _shape_of(node, 1, shapes)
+    out = _shape_of(node, 0, shapes, output=True)
+    if weight is None or out is None:
+        return None
+    # N * Cout * prod(out spatial)  *  (Cin/group) * prod(kernel)
+    return math.prod(out) * math.prod(weight[1:])
+
+
+@_mac_counter("ConvTranspose")
+def _conv_transpose_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
+    x = _shape_of(node, 0, shapes)
+    weight = _shape_of(node, 1, shapes)
+    if x is None or weight is None:
+        return None
+    # N * Cin * prod(in spatial)  *  (Cout/group) * prod(kernel)
+    return math.prod(x) * math.prod(weight[1:])
+
+
+@_mac_counter("Gemm")
+def _gemm_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
+    a = _shape_of(node, 0, shapes)
+    out = _shape_of(node, 0, shapes, output=True)
+    if a is None or out is None or len(a) != 2:
+        return None
+    trans_a = node.attributes.get_int("transA", 0)
+    k = a[0] if trans_a else a[1]
+    return math.prod(out) * k
+
+
+@_mac_counter("MatMul")
+def _matmul_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
+    a = _shape_of(node, 0, shapes)
+    out = _shape_of(node, 0, shapes, output=True)
+    if a is None or out is None or not a:
+        return None
+    # Output holds batch * M * N elements (1-D operands drop M or N); each costs K MACs.
+    return math.prod(out) * a[-1]
+
+
+# Parameters ---------------------------------------------------------------------------------
+
+#: Input indices of each op that hold parameters (see the module docstring).
+_PARAM_INPUTS: dict[str, tuple[int, ...]] = {
+    "Conv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "Gemm": (0, 1, 2),
+    "MatMul": (0, 1),
+    "BatchNormalization": (1, 2),
+    "InstanceNormalization": (1, 2),
+    "LayerNormalization": (1, 2),
+    "GroupNormalization": (1, 2),
+    "PRelu": (1,),
+    "Mul": (0, 1),
+    "Add": (0, 1),
+}
+#: Element-wise ops whose constants are parameters only if they are not scalars.
+_NON_SCALAR_ONLY = frozenset({"Mul", "Add"})
+#: One-data-input ops through which a constant is traced back to its source tensor.
+_PASS_THROUGH = frozenset(
+    {
+        "Identity", "Cast", "CastLike", "Sigmoid", "Tanh", "Neg", "Abs", "Exp", "Softplus",
+        "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Flatten", "DequantizeLinear",
+    }
+)  # fmt: skip
+_MAX_TRACE = 8
+
+
+class _ParamCounter:
+    """Counts each constant parameter tensor once, on the first node that uses it."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def count(self, node: ir.Node) -> int:
+        indices = _PARAM_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
+        total = 0
+        for i in indices:
+            value = node.inputs[i] if i < len(node.inputs) else None
+            source = _constant_source(value)
+            if source is None:
+                continue
+            key, numel = source
+            if numel <= 1 and node.op_type in _NON_SCALAR_ONLY:
+                continue
+            if key not in self._seen:
+                self._seen.add(key)
+                total += numel
+        return total
+
+
+def _constant_source(value: ir.Value | None) -> tuple[int, int] | None:
+    """(identity, element count) of the constant tensor behind ``value``, if there is one."""
+    for _ in range(_MAX_TRACE):
+        if value is None:
+            return None
+        if value.is_initializer() or value.const_value is not None and value.producer() is None:
+            numel = _numel(value)
+            return None if numel is None else (id(value), numel)
+        producer = value.producer()
+        if producer is None:
+            return None  # a graph input
+        if producer.op_type == "Constant":
+            attr = producer.attributes.get("value")
+            if attr is None or not isinstance(attr.value, ir.TensorProtocol):
+                return None
+            return id(value), math.prod(attr.value.shape.numpy())
+        if producer.op_type not in _PASS_THROUGH or not producer.inputs:
+            return None
+        value = producer.inputs[0]
+    return None
+
+
+def _numel(value: ir.Value) -> int | None:
+    if value.const_value is not None:
+        return math.prod(value.const_value.shape.numpy())
+    if value.shape is not None and all(isinstance(d, int) for d in value.shape):
+        return math.prod(int(d) for d in value.shape if isinstance(d, int))
+    return None
