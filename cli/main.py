@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
-
-from onnxrecede import __version__
 from onnxrecede_cli.bench_cmd import bench
 from onnxrecede_cli.prune_cmd import inspect_cmd, prune
 from onnxrecede_cli.train_cmd import export, train
+
+from onnxrecede import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -27,3 +27,19 @@ __all__ = [
     "load_importances",
     "save_importances",
 ]
+
+from onnxrecede.api import inspect, prune  # noqa: E402
+from onnxrecede.cost import Cost, count_cost  # noqa: E402
+from onnxrecede.model_io import load_model, save_model  # noqa: E402
+from onnxrecede.reports import InspectReport, PruneReport  # noqa: E402
+
+__all__ += [
+    "Cost",
+    "InspectReport",
+    "PruneReport",
+    "count_cost",
+    "inspect",
+    "load_model",
+    "prune",
+    "save_model",
+]

@@ -131,7 +131,9 @@ def importances_from_dict(data: Any, source: str | None = None) -> Importances:
     return Importances(scores=scores, producer=producer, source=source)
 
 
-def load_importances(source: str | os.PathLike[str] | Mapping[str, Any] | Importances) -> Importances:
+def load_importances(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Importances,
+) -> Importances:
     """Read an importances file (or accept an already parsed mapping)."""
     if isinstance(source, Importances):
         return source

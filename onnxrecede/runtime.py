@@ -6,9 +6,13 @@ both breaks one of them. We detect that and say how to fix it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
-from collections.abc import Mapping, Sequence
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -134,7 +138,8 @@ def resolve_input_shape(
         else:
             raise InputError(
                 f"model input '{name}' has a dynamic dimension {i} ({d!r}); "
-                f"bind it with --shape {name}:" + "x".join(str(x) if isinstance(x, int) and x > 0 else "N" for x in dims)
+                f"bind it with --shape {name}:"
+                + "x".join(str(x) if isinstance(x, int) and x > 0 else "N" for x in dims)
             )
     return tuple(out)
 
@@ -152,7 +157,9 @@ def random_inputs(
         shape = resolve_input_shape(inp.name, inp.shape, shapes or {}, batch)
         dtype = _ORT_DTYPES.get(inp.type)
         if dtype is None:
-            raise InputError(f"model input '{inp.name}' has type {inp.type}, which onnxrecede cannot feed")
+            raise InputError(
+                f"model input '{inp.name}' has type {inp.type}, which onnxrecede cannot feed"
+            )
         if np.issubdtype(dtype, np.floating):
             feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype is np.bool_:
@@ -169,7 +176,9 @@ def compare_outputs(
     max_abs = 0.0
     max_rel = 0.0
     failed = 0
-    for ref, cand in zip(reference, candidate):
+    if len(reference) != len(candidate):
+        return {"max_abs_diff": float("inf"), "max_rel_diff": float("inf"), "failed": -1}
+    for ref, cand in zip(reference, candidate, strict=True):
         ref64 = np.asarray(ref, dtype=np.float64)
         cand64 = np.asarray(cand, dtype=np.float64)
         if ref64.shape != cand64.shape:
@@ -181,3 +190,135 @@ def compare_outputs(
             max_rel = max(max_rel, float(np.where(diff == 0, 0.0, rel).max()))
         failed += int(np.count_nonzero((diff > atol) & (rel > rtol)))
     return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "failed": failed}
+
+
+# Provider-aware sessions ---------------------------------------------------------------------
+
+#: Short provider names accepted on the command line.
+PROVIDER_NAMES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+#: What each provider falls back to when one of its nodes is unsupported.
+_FALLBACKS: dict[str, tuple[str, ...]] = {
+    "CPUExecutionProvider": (),
+    "CUDAExecutionProvider": ("CPUExecutionProvider",),
+    "TensorrtExecutionProvider": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+class ProviderUnavailableError(RuntimeUnavailableError):
+    """A requested execution provider cannot run a session here; ``reason`` says why."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(f"{provider_display_name(provider)} EP unavailable: {reason}")
+
+
+def provider_display_name(provider: str) -> str:
+    """``CPU``, ``CUDA`` or ``TensorRT`` for an ORT provider name."""
+    return {
+        "CPUExecutionProvider": "CPU",
+        "CUDAExecutionProvider": "CUDA",
+        "TensorrtExecutionProvider": "TensorRT",
+    }.get(provider, provider)
+
+
+def provider_full_name(name: str) -> str:
+    """``cpu`` / ``cuda`` / ``tensorrt`` (or a full ORT provider name) to the ORT name."""
+    full = PROVIDER_NAMES.get(name.strip().lower(), name.strip())
+    if full not in _FALLBACKS:
+        raise InputError(f"unknown execution provider '{name}'; choose from cpu, cuda, tensorrt")
+    return full
+
+
+def provider_session(
+    model: bytes | str,
+    provider: str,
+    *,
+    threads: int | None = None,
+    provider_options: Mapping[str, Any] | None = None,
+    config: Mapping[str, str] | None = None,
+) -> Any:
+    """An ORT session that really runs on ``provider``, or :class:`ProviderUnavailableError`.
+
+    ``get_available_providers()`` lists CUDA/TensorRT even where their libraries cannot load, and
+    a session then silently falls back to the CPU; the truth is ``session.get_providers()[0]``.
+    The reason of a failed load is taken from what ONNX Runtime writes to stderr.
+    """
+    ort = import_ort()
+    provider = provider_full_name(provider)
+    if provider not in ort.get_available_providers():
+        raise ProviderUnavailableError(
+            provider,
+            "not in this onnxruntime build (installed: "
+            f"{', '.join(installed_ort_distributions()) or 'unknown'}); for CUDA/TensorRT "
+            "install onnxruntime-gpu instead: pip uninstall -y onnxruntime && "
+            "pip install 'onnxrecede[gpu]'",
+        )
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
+    providers: list[Any] = [(provider, dict(provider_options or {}))]
+    providers.extend(_FALLBACKS[provider])
+    with _native_stderr_captured() as captured:
+        try:
+            session = ort.InferenceSession(model, sess_options=opts, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidArgument/... types
+            if provider == "CPUExecutionProvider":
+                raise InputError(f"onnxruntime cannot load the model: {e}") from None
+            raise ProviderUnavailableError(provider, _first_line(str(e))) from None
+    if session.get_providers()[0] != provider:
+        reason = _load_failure(captured.text) or (
+            f"the session fell back to {session.get_providers()[0]} "
+            "(driver, GPU or CUDA/cuDNN/TensorRT libraries missing)"
+        )
+        raise ProviderUnavailableError(provider, reason)
+    return session
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "unknown error")[:300]
+
+
+def _load_failure(text: str) -> str | None:
+    """The most telling line of what ORT logged while failing to load a provider."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "error" in ln.lower() or "fail" in ln.lower() or "cannot" in ln.lower():
+            # drop ORT's "2024-01-01 ... [E:onnxruntime:Default, file.cc:123 Func]" prefix
+            return ln.rsplit("] ", 1)[-1][:300]
+    return lines[-1][:300] if lines else None
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[_Captured]:
+    """Capture what native code writes to file descriptor 2 (ORT logs there, not to Python)."""
+    captured = _Captured()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters)
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.text = tmp.read().decode("utf-8", "replace")
+    if captured.text.strip():
+        logger.debug("onnxruntime said: %s", captured.text.strip())

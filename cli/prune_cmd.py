@@ -1,0 +1,236 @@
+"""``onnxrecede prune`` and ``onnxrecede inspect``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+
+from onnxrecede.errors import InputError
+
+logger = logging.getLogger("onnxrecede")
+
+
+def _check_paths(model: str, output: str) -> None:
+    src, dst = Path(model).resolve(), Path(output).resolve()
+    if src == dst:
+        raise InputError(
+            f"output {output} is the input model; onnxrecede never modifies its input. "
+            "Choose another -o path"
+        )
+    if dst.with_name(dst.name + ".data") == src or dst.is_dir():
+        raise InputError(f"output {output} is not a usable file path; choose another -o path")
+    data_files = {p.resolve() for p in src.parent.glob("*.data")}
+    if dst.with_name(dst.name + ".data") in data_files and dst.parent == src.parent:
+        logger.debug("output's external data name is free unless the model is large")
+
+
+@click.command("prune")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "-i",
+    "--importances",
+    "importances",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Importances file (JSON, see README).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the pruned model (written atomically).",
+)
+@click.option(
+    "--ratio",
+    type=float,
+    default=None,
+    help="Fraction of prunable channels to remove (default 0.5).",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Remove channels whose importance is below this value (instead of --ratio).",
+)
+@click.option(
+    "--scope",
+    type=click.Choice(["global", "local"]),
+    default="global",
+    show_default=True,
+    help="global: one ranking over all groups; local: the same ratio in every group.",
+)
+@click.option(
+    "--aggregate",
+    type=click.Choice(["max", "mean", "sum"]),
+    default="max",
+    show_default=True,
+    help="How a coupled group combines its members' importances.",
+)
+@click.option(
+    "--min-channels",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Never keep fewer channels than this in any group or tensor.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the full report as JSON to this file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check the result: checker, per-op consistency, ORT run, masked reference.",
+)
+@click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    metavar="NAME:1x3x224x224",
+    help="Bind a dynamic input shape for verification (repeatable).",
+)
+@click.option(
+    "--atol",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Absolute tolerance against the masked reference.",
+)
+@click.option(
+    "--rtol",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Relative tolerance against the masked reference.",
+)
+@click.option(
+    "--external-data/--no-external-data",
+    default=None,
+    help="Store weights in OUTPUT.data (default: only when the model exceeds 2 GB).",
+)
+@click.option(
+    "--bench",
+    "run_bench",
+    is_flag=True,
+    help="Benchmark the pruned model against the original on CPU afterwards.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@handle_errors
+def prune(
+    model: str,
+    importances: str,
+    output: str,
+    ratio: float | None,
+    threshold: float | None,
+    scope: str,
+    aggregate: str,
+    min_channels: int,
+    report_path: str | None,
+    as_json: bool,
+    verify: bool,
+    shapes: tuple[str, ...],
+    atol: float,
+    rtol: float,
+    external_data: bool | None,
+    run_bench: bool,
+    quiet: bool,
+) -> None:
+    """Remove unimportant channels from MODEL and write the pruned model to OUTPUT.
+
+    \b
+    Example:
+      onnxrecede prune samples/resnet_small.onnx -i samples/resnet_small.imp.json \\
+          -o pruned.onnx --ratio 0.5 --report report.json
+    """
+    setup_logging(quiet=quiet)
+    from onnxrecede import api
+    from onnxrecede._io import atomic_write_text
+    from onnxrecede.model_io import save_model
+    from onnxrecede.reports import format_prune
+    from onnxrecede.runtime import parse_shape_specs
+
+    if ratio is not None and threshold is not None:
+        raise InputError("give either --ratio or --threshold, not both")
+    _check_paths(model, output)
+    input_shapes = parse_shape_specs(shapes)
+    with progress_callback(not quiet) as progress:
+        pruned, report = api.prune(
+            model,
+            importances,
+            ratio=ratio,
+            threshold=threshold,
+            scope=scope,
+            aggregate=aggregate,
+            min_channels=min_channels,
+            verify=verify,
+            input_shapes=input_shapes,
+            atol=atol,
+            rtol=rtol,
+            progress=progress,
+        )
+    written = save_model(pruned, output, external_data=external_data)
+    report.output = str(written[0])
+    doc: dict[str, Any] = report.to_dict()
+    bench_result = _bench(model, output, input_shapes) if run_bench else None
+    if bench_result is not None:
+        doc["bench"] = bench_result.to_dict()
+    if report_path:
+        atomic_write_text(report_path, json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        echo_json(doc)
+    else:
+        click.echo(format_prune(report))
+        if bench_result is not None:
+            from onnxrecede.bench import format_comparison
+
+            click.echo(format_comparison(bench_result))
+
+
+def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
+    from onnxrecede.bench import BenchOptions, compare
+
+    return compare(model, output, BenchOptions(shapes=shapes))
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "-i",
+    "--importances",
+    "importances",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Importances file: adds an importance summary to each group.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@handle_errors
+def inspect_cmd(model: str, importances: str | None, as_json: bool) -> None:
+    """List the channel groups of MODEL, their members, and the barriers that block some.
+
+    \b
+    Example:
+      onnxrecede inspect samples/resnet_small.onnx -i samples/resnet_small.imp.json
+    """
+    setup_logging(quiet=True)
+    from onnxrecede import api
+    from onnxrecede.reports import format_inspect
+
+    if not os.path.exists(model):
+        raise InputError(f"model file not found: {model}")
+    report = api.inspect(model, importances)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(format_inspect(report))

@@ -1,0 +1,1 @@
+"""Channel-pruning engine: analysis, plan, rewrite, verification."""

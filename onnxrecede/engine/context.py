@@ -1,0 +1,173 @@
+"""State shared by the rules: channel views, couplings, barriers, and parameter edits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.engine.spaces import FIXED, PRODUCER, ChannelView, ElementSpace
+
+Dims = tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class ConsumeSite:
+    """A parameter whose slices along ``axis`` read the channels ``labels`` (e.g. Conv W, axis 1).
+
+    Zeroing those slices for removed channels gives the masked reference model.
+    """
+
+    node: ir.Node
+    input_index: int
+    axis: int
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class BarrierRecord:
+    node: ir.Node
+    reason: str
+    labels: np.ndarray
+
+
+def static_dims(value: ir.Value | None, const: ConstantEvaluator) -> Dims | None:
+    """Static dims of a value (None for a symbolic dim), or None if the rank is unknown."""
+    if value is None:
+        return None
+    shape = value.const_value.shape if value.const_value is not None else value.shape
+    if shape is None:
+        arr = const.direct(value)
+        return None if arr is None else tuple(int(d) for d in arr.shape)
+    return tuple(d if isinstance(d, int) else None for d in shape)
+
+
+def node_label(node: ir.Node) -> str:
+    return f"{node.op_type} '{node.name or '<unnamed>'}'"
+
+
+@dataclass
+class AnalysisContext:
+    """What the rules read and write while the graph is walked in topological order."""
+
+    graph: ir.Graph
+    space: ElementSpace = field(default_factory=ElementSpace)
+    const: ConstantEvaluator = field(default_factory=ConstantEvaluator)
+    views: dict[ir.Value, ChannelView] = field(default_factory=dict)
+    consume_sites: list[ConsumeSite] = field(default_factory=list)
+    barriers: list[BarrierRecord] = field(default_factory=list)
+    #: nodes that own output channels (producers, depthwise convs): their output view
+    channel_outputs: dict[ir.Node, ChannelView] = field(default_factory=dict)
+
+    # ---- shapes
+
+    def dims(self, value: ir.Value | None) -> Dims | None:
+        return static_dims(value, self.const)
+
+    def rank(self, value: ir.Value | None) -> int | None:
+        d = self.dims(value)
+        return None if d is None else len(d)
+
+    def constant(self, value: ir.Value | None) -> np.ndarray | None:
+        return self.const.value(value)
+
+    def is_constant(self, value: ir.Value | None) -> bool:
+        return value is not None and self.const.value(value) is not None
+
+    # ---- views
+
+    def view(self, value: ir.Value | None) -> ChannelView | None:
+        return None if value is None else self.views.get(value)
+
+    def set_view(self, value: ir.Value, axis: int, labels: np.ndarray) -> ChannelView:
+        view = ChannelView(axis, labels)
+        self.views[value] = view
+        return view
+
+    def produce(self, node: ir.Node, value: ir.Value, axis: int, size: int) -> ChannelView:
+        """Fresh prunable channels created by ``node`` on ``value``'s ``axis``."""
+        view = self.set_view(value, axis, self.space.new_atom(size, PRODUCER, node, value))
+        self.channel_outputs[node] = view
+        return view
+
+    def fixed(self, value: ir.Value | None, size: int, node: ir.Node | None = None) -> np.ndarray:
+        """Channels that can never be removed (a constant, an unknown source)."""
+        return self.space.new_atom(size, FIXED, node, value)
+
+    def couple(self, a: ChannelView, b: ChannelView) -> None:
+        self.space.union_labels(a.labels, b.labels)
+
+    def consume(self, node: ir.Node, input_index: int, axis: int, labels: np.ndarray) -> None:
+        self.consume_sites.append(ConsumeSite(node, input_index, axis, labels))
+
+    def block(self, node: ir.Node, labels: np.ndarray, reason: str) -> None:
+        if len(labels):
+            self.barriers.append(BarrierRecord(node, reason, labels))
+
+    def barrier(self, node: ir.Node, reason: str) -> None:
+        """Make ``node`` a barrier: block every channel it reads, forget what it produced."""
+        for inp in node.inputs:
+            view = self.view(inp)
+            if view is not None:
+                self.block(node, view.labels, reason)
+        for out in node.outputs:
+            self.views.pop(out, None)
+        self.channel_outputs.pop(node, None)
+
+
+@dataclass(frozen=True)
+class ParamEdit:
+    """One requested change of a constant input: slice (keep) or zero some indices on axes."""
+
+    node: ir.Node
+    input_index: int
+    ops: tuple[tuple[int, str, tuple[int, ...]], ...]  # (axis, "keep"|"zero", indices)
+
+
+@dataclass
+class RewriteContext:
+    """What rules read and request while the model is rewritten to the kept channels."""
+
+    analysis_views: dict[ir.Value, ChannelView]
+    keep_element: np.ndarray
+    const: ConstantEvaluator
+    edits: list[ParamEdit] = field(default_factory=list)
+    replacements: list[tuple[ir.Node, int, np.ndarray]] = field(default_factory=list)
+
+    def view(self, value: ir.Value | None) -> ChannelView | None:
+        return None if value is None else self.analysis_views.get(value)
+
+    def dims(self, value: ir.Value | None) -> Dims | None:
+        return static_dims(value, self.const)
+
+    def rank(self, value: ir.Value | None) -> int | None:
+        d = self.dims(value)
+        return None if d is None else len(d)
+
+    def keep_positions(self, value: ir.Value | None) -> np.ndarray | None:
+        """Kept positions along ``value``'s channel axis (None if it is not tracked)."""
+        view = self.view(value)
+        if view is None:
+            return None
+        return np.flatnonzero(self.keep_element[view.labels])
+
+    def changed(self, value: ir.Value | None) -> bool:
+        view = self.view(value)
+        return view is not None and not bool(self.keep_element[view.labels].all())
+
+    def slice_param(self, node: ir.Node, input_index: int, slices: dict[int, np.ndarray]) -> None:
+        """Keep ``slices[axis]`` indices of the constant input on each axis."""
+        ops = tuple(
+            (axis, "keep", tuple(int(i) for i in idx)) for axis, idx in sorted(slices.items())
+        )
+        if ops:
+            self.edits.append(ParamEdit(node, input_index, ops))
+
+    def set_constant_input(self, node: ir.Node, input_index: int, array: np.ndarray) -> None:
+        """Replace a constant input (shape vectors, split sizes, pads, ...) by a new value."""
+        self.replacements.append((node, input_index, array))
+
+    def constant(self, value: ir.Value | None) -> np.ndarray | None:
+        return self.const.value(value)

@@ -1,0 +1,159 @@
+"""Plan: importances + policy -> which channels of each group are kept.
+
+Cases:
+1. Each key's vector scores the channels of one tensor; a channel of a group collects the scores
+   of every member that holds it, aggregated by max (default: remove only what every member finds
+   unimportant), mean or sum. A channel nobody scored is kept.
+2. Policies: a global ratio (the fraction of all scored prunable channels removed, lowest first),
+   a local ratio (the same fraction in every group), or an absolute threshold (remove channels
+   whose importance is below it).
+3. Ties are broken by group id, then channel position: the same input gives the same plan.
+4. No group, and no tracked tensor, keeps fewer than ``min_channels`` channels (at least 1); the
+   most important removed channels are restored where needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxrecede.engine.analysis import Analysis
+from onnxrecede.errors import ImportancesError, InputError
+
+AGGREGATES = ("max", "mean", "sum")
+SCOPES = ("global", "local")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How many channels to remove."""
+
+    ratio: float | None = 0.5
+    threshold: float | None = None
+    scope: str = "global"
+    aggregate: str = "max"
+    min_channels: int = 1
+
+    def validate(self) -> None:
+        if (self.ratio is None) == (self.threshold is None):
+            raise InputError("give exactly one of ratio (--ratio) and threshold (--threshold)")
+        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
+            raise InputError(f"ratio must be in [0, 1), got {self.ratio}")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise InputError(f"threshold must be a finite number, got {self.threshold}")
+        if self.scope not in SCOPES:
+            raise InputError(f"scope must be one of {', '.join(SCOPES)}, got '{self.scope}'")
+        if self.aggregate not in AGGREGATES:
+            raise InputError(
+                f"aggregate must be one of {', '.join(AGGREGATES)}, got '{self.aggregate}'"
+            )
+        if self.min_channels < 1:
+            raise InputError(f"min-channels must be at least 1, got {self.min_channels}")
+
+
+@dataclass
+class Plan:
+    keep_element: np.ndarray  # bool per element (already spread over union-find classes)
+    class_importance: dict[int, float]  # root element -> aggregated importance
+    scored_groups: set[int]
+    removed_per_group: dict[int, int] = field(default_factory=dict)
+    restored: int = 0
+
+
+def _class_scores(
+    analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], aggregate: str
+) -> dict[int, float]:
+    collected: dict[int, list[float]] = {}
+    for value, (key, vec) in scores.items():
+        view = analysis.ctx.view(value)
+        if view is None:
+            continue
+        if len(vec) != len(view):
+            raise ImportancesError(
+                f"importances key '{key}' has {len(vec)} values, but tensor '{value.name}' has "
+                f"{len(view)} channels"
+            )
+        roots = analysis.roots[view.labels]
+        for r, s in zip(roots.tolist(), vec.tolist()):
+            collected.setdefault(r, []).append(float(s))
+    reducers: dict[str, Callable[[list[float]], float]] = {
+        "max": max,
+        "sum": sum,
+        "mean": lambda xs: sum(xs) / len(xs),
+    }
+    agg = reducers[aggregate]
+    return {r: float(agg(v)) for r, v in collected.items()}
+
+
+def make_plan(
+    analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], policy: Policy
+) -> Plan:
+    """Decide which channels to keep. ``scores`` maps a tensor to (key, importance vector)."""
+    policy.validate()
+    importance = _class_scores(analysis, scores, policy.aggregate)
+    n_elements = analysis.roots.shape[0]
+    removed_roots: set[int] = set()
+    candidates: list[tuple[float, int, int, int]] = []  # (importance, group, position, root)
+    scored: set[int] = set()
+    for g in analysis.groups:
+        if not g.prunable:
+            continue
+        group_scores = [(importance.get(int(r)), int(r)) for r in g.classes]
+        if all(s is None for s, _ in group_scores):
+            continue
+        scored.add(g.id)
+        ranked = sorted(
+            (s, g.id, pos, r) for pos, (s, r) in enumerate(group_scores) if s is not None
+        )
+        if policy.threshold is not None:
+            removed_roots.update(r for s, _, _, r in ranked if s < policy.threshold)
+        elif policy.scope == "local":
+            assert policy.ratio is not None
+            k = int(math.floor(policy.ratio * g.size + 1e-9))
+            removed_roots.update(r for _, _, _, r in ranked[:k])
+        else:
+            candidates.extend(ranked)
+    if policy.threshold is None and policy.scope == "global" and candidates:
+        assert policy.ratio is not None
+        total = sum(analysis.groups[gid].size for gid in scored)
+        k = min(int(math.floor(policy.ratio * total + 1e-9)), len(candidates))
+        candidates.sort()
+        removed_roots.update(r for _, _, _, r in candidates[:k])
+    keep_root = np.ones(n_elements, dtype=bool)
+    for r in removed_roots:
+        keep_root[r] = False
+    restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
+    keep_element = keep_root[analysis.roots]
+    plan = Plan(keep_element, importance, scored, restored=restored)
+    for g in analysis.groups:
+        n = int((~keep_root[g.classes]).sum())
+        if n:
+            plan.removed_per_group[g.id] = n
+    return plan
+
+
+def _enforce_minimum(
+    analysis: Analysis, keep_root: np.ndarray, importance: Mapping[int, float], minimum: int
+) -> int:
+    """Restore the most important removed channels where a group or tensor falls below minimum."""
+    restored = 0
+    spans: list[np.ndarray] = [g.classes for g in analysis.groups]
+    seen: set[int] = set()
+    for view in analysis.ctx.views.values():
+        if id(view.labels) not in seen:
+            seen.add(id(view.labels))
+            spans.append(np.unique(analysis.roots[view.labels]))
+    for roots in spans:
+        need = min(minimum, len(roots)) - int(keep_root[roots].sum())
+        if need <= 0:
+            continue
+        removed = [int(r) for r in roots if not keep_root[r]]
+        removed.sort(key=lambda r: (-importance.get(r, math.inf), r))
+        for r in removed[:need]:
+            keep_root[r] = True
+            restored += 1
+    return restored

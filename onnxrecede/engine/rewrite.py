@@ -1,0 +1,243 @@
+"""Rewrite: slice initializers, attributes and shapes to the kept channels.
+
+Cases:
+1. Every rule slices its own node's parameters; requests are collected first and applied after,
+   so every rule reads the original model.
+2. An initializer (or Constant node) all of whose uses ask for the same slice is sliced in place
+   and keeps its name; otherwise each distinct slice becomes a new initializer.
+3. A parameter computed by a unary op from a constant (``Sigmoid(theta)``) is sliced at its
+   source; any other computed parameter is folded into a new initializer first.
+4. Values left without uses by the rewrite are removed; shapes are cleared and inferred again,
+   so no stale value_info is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxrecede.engine.analysis import Analysis, infer_shapes
+from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
+from onnxrecede.engine.context import ParamEdit, RewriteContext
+from onnxrecede.engine.registry import rule_for
+from onnxrecede.engine.rules.elementwise import UNARY_OPS
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+_SHAPE_PRESERVING = frozenset(UNARY_OPS) - {"Dropout"}
+
+
+def apply_ops(array: np.ndarray, ops: Iterable[tuple[int, str, tuple[int, ...]]]) -> np.ndarray:
+    out = array
+    for axis, op, idx in ops:
+        if op == "keep":
+            out = np.take(out, np.asarray(idx, dtype=np.int64), axis=axis)
+        else:
+            out = out.copy() if out is array else out
+            index: list[slice | np.ndarray] = [slice(None)] * out.ndim
+            index[axis] = np.asarray(idx, dtype=np.int64)
+            out[tuple(index)] = 0
+    return out
+
+
+class _Editor:
+    """Applies parameter edits and constant replacements to one graph."""
+
+    def __init__(self, graph: ir.Graph, const: ConstantEvaluator) -> None:
+        self.graph = graph
+        self.const = const
+        self.orphans: list[ir.Value] = []
+        self.renames: list[tuple[ir.Value, str]] = []  # new value, name it should take back
+        self._names = {v.name for v in graph.initializers.values()}
+        for node in graph:
+            self._names.update(o.name for o in node.outputs if o.name)
+
+    def unique_name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._names:
+            name, i = f"{base}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def new_initializer(self, base: str, array: np.ndarray) -> ir.Value:
+        name = self.unique_name(base)
+        value = ir.Value(
+            name=name, shape=ir.Shape(array.shape), const_value=make_tensor(array, name)
+        )
+        value.dtype = value.const_value.dtype  # type: ignore[union-attr]
+        self.graph.register_initializer(value)
+        return value
+
+    def set_in_place(self, value: ir.Value, array: np.ndarray) -> bool:
+        """Give ``value`` new contents, keeping its name. False if it is not a plain constant."""
+        if value.is_initializer():
+            value.const_value = make_tensor(array, value.name)
+            value.shape = ir.Shape(array.shape)
+            return True
+        node = value.producer()
+        if node is not None and node.op_type == "Constant" and "value" in node.attributes:
+            node.attributes["value"] = ir.AttrTensor("value", make_tensor(array, value.name))
+            value.shape = ir.Shape(array.shape)
+            return True
+        return False
+
+    def replace_input(self, node: ir.Node, index: int, new: ir.Value) -> None:
+        if index >= len(node.inputs):
+            node.resize_inputs(index + 1)
+        old = node.inputs[index]
+        node.replace_input_with(index, new)
+        if old is not None:
+            self.orphans.append(old)
+
+    def apply_edits(self, edits: list[ParamEdit]) -> None:
+        edits = [self._to_source(e) for e in edits]
+        by_value: dict[ir.Value, list[ParamEdit]] = {}
+        for e in edits:
+            v = e.node.inputs[e.input_index]
+            assert v is not None
+            by_value.setdefault(v, []).append(e)
+        for value, group in by_value.items():
+            self._apply_value(value, group)
+
+    def _to_source(self, edit: ParamEdit) -> ParamEdit:
+        """Follow a parameter through single-use unary ops back to its constant source."""
+        value = edit.node.inputs[edit.input_index]
+        while value is not None and self.const.direct(value) is None:
+            producer = value.producer()
+            if (
+                producer is None
+                or producer.op_type not in _SHAPE_PRESERVING
+                or len(value.uses()) != 1
+                or producer.inputs[0] is None
+                or self.const.value(producer.inputs[0]) is None
+            ):
+                break
+            edit = ParamEdit(producer, 0, edit.ops)
+            value = producer.inputs[0]
+        return edit
+
+    def _apply_value(self, value: ir.Value, edits: list[ParamEdit]) -> None:
+        original = self.const.value(value)
+        assert original is not None, f"parameter '{value.name}' is not constant"
+        specs: dict[tuple, list[ParamEdit]] = {}
+        for e in edits:
+            specs.setdefault(e.ops, []).append(e)
+        uses = {(u.node, u.idx) for u in value.uses()}
+        edited = {(e.node, e.input_index) for e in edits}
+        whole = len(specs) == 1 and uses == edited and not value.is_graph_output()
+        for ops, group in specs.items():
+            array = apply_ops(original, ops)
+            if whole and self.set_in_place(value, array):
+                continue
+            new = self.new_initializer(f"{value.name}_pruned", array)
+            if len(specs) == 1 and value.name:
+                self.renames.append((new, value.name))
+            for e in group:
+                self.replace_input(e.node, e.input_index, new)
+
+    def apply_replacements(self, replacements: list[tuple[ir.Node, int, np.ndarray]]) -> None:
+        for node, index, array in replacements:
+            old = node.inputs[index] if index < len(node.inputs) else None
+            if old is not None and len(old.uses()) == 1 and self.set_in_place(old, array):
+                continue
+            base = (
+                old.name
+                if old is not None and old.name
+                else f"{node.name or node.op_type}_in{index}"
+            )
+            new = self.new_initializer(base, array)
+            if old is not None and old.name and len(old.uses()) == 1:
+                self.renames.append((new, old.name))
+            self.replace_input(node, index, new)
+
+    def remove_orphans(self) -> None:
+        """Drop initializers and node chains that the rewrite left without uses."""
+        stack = list(self.orphans)
+        while stack:
+            value = stack.pop()
+            if value.uses() or value.is_graph_output() or value.is_graph_input():
+                continue
+            if value.is_initializer() and value.name is not None:
+                self.graph.initializers.pop(value.name, None)
+                continue
+            node = value.producer()
+            if node is None or node.graph is not self.graph:
+                continue
+            if any(o.uses() or o.is_graph_output() for o in node.outputs):
+                continue
+            inputs = [i for i in node.inputs if i is not None]
+            self.graph.remove(node, safe=True)
+            stack.extend(inputs)
+        self._restore_names()
+
+    def _restore_names(self) -> None:
+        """A sliced copy takes back its source's name once the source is gone."""
+        live = set(self.graph.initializers)
+        for node in self.graph:
+            live.update(o.name for o in node.outputs if o.name)
+        for value, name in self.renames:
+            if name not in live and value.name and value.name in self.graph.initializers:
+                self.graph.initializers.pop(value.name)
+                value.name = name
+                self.graph.register_initializer(value)
+                live.add(name)
+
+
+def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | None = None) -> None:
+    """Rewrite ``analysis.model`` in place to keep only the channels in ``keep_element``."""
+    model = analysis.model
+    ctx = RewriteContext(analysis.ctx.views, keep_element, analysis.ctx.const)
+    nodes = list(model.graph)
+    for i, node in enumerate(nodes):
+        rule = rule_for(node)
+        if rule is not None:
+            rule.rewrite(ctx, node)
+        if progress is not None and (i % 64 == 0 or i == len(nodes) - 1):
+            progress("rewrite", i + 1, len(nodes))
+    editor = _Editor(model.graph, analysis.ctx.const)
+    editor.apply_edits(ctx.edits)
+    editor.apply_replacements(ctx.replacements)
+    editor.remove_orphans()
+    refresh_shapes(model)
+
+
+def mask_consumers(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
+    """The masked reference: a copy of the original model whose consuming weights are zeroed
+    for every removed channel. The pruned model must compute the same outputs."""
+    original = analysis.model
+    masked = original.clone()
+    node_map = dict(zip(list(original.graph), list(masked.graph)))
+    edits = []
+    for site in analysis.ctx.consume_sites:
+        removed = np.flatnonzero(~keep_element[site.labels])
+        if len(removed):
+            ops = ((site.axis, "zero", tuple(int(i) for i in removed)),)
+            edits.append(ParamEdit(node_map[site.node], site.input_index, ops))
+    editor = _Editor(masked.graph, ConstantEvaluator())
+    editor.apply_edits(_merge_same_param(edits))
+    return masked
+
+
+def _merge_same_param(edits: list[ParamEdit]) -> list[ParamEdit]:
+    merged: dict[tuple[ir.Node, int], list[tuple[int, str, tuple[int, ...]]]] = {}
+    for e in edits:
+        merged.setdefault((e.node, e.input_index), []).extend(e.ops)
+    return [ParamEdit(n, i, tuple(ops)) for (n, i), ops in merged.items()]
+
+
+def refresh_shapes(model: ir.Model) -> None:
+    """Clear every intermediate shape and infer them again (no stale value_info)."""
+    graph = model.graph
+    interface = set(graph.inputs) | set(graph.outputs)
+    for node in graph:
+        for out in node.outputs:
+            if out not in interface:
+                out.shape = None
+    for init in graph.initializers.values():
+        if init.const_value is not None:
+            init.shape = ir.Shape([int(d) for d in init.const_value.shape])  # type: ignore[arg-type]
+    infer_shapes(model)

@@ -1,0 +1,45 @@
+"""Small helpers shared by the rule modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxrecede.engine.constants import as_int_list
+from onnxrecede.engine.context import AnalysisContext
+
+
+def opset(node: ir.Node) -> int:
+    graph = node.graph
+    while graph is not None and not isinstance(graph, ir.Graph):
+        graph = getattr(graph, "graph", None)
+    if node.version is not None:
+        return int(node.version)
+    if graph is not None:
+        v = graph.opset_imports.get("", graph.opset_imports.get("ai.onnx"))
+        if v is not None:
+            return int(v)
+    return 21
+
+
+def normalize_axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis
+
+
+def ints_from_attr_or_input(
+    ctx: AnalysisContext, node: ir.Node, attr: str, input_index: int
+) -> tuple[list[int] | None, bool]:
+    """An int list given either as an attribute or as a constant input.
+
+    Returns ``(values, known)``: ``known`` is False when the input exists but is not constant.
+    """
+    if attr in node.attributes:
+        return [int(x) for x in node.attributes[attr].as_ints()], True
+    if len(node.inputs) > input_index and node.inputs[input_index] is not None:
+        vals = as_int_list(ctx.constant(node.inputs[input_index]))
+        return vals, vals is not None
+    return None, True
+
+
+def kept_count(keep: np.ndarray | None, default: int) -> int:
+    return default if keep is None else int(len(keep))

@@ -1,0 +1,78 @@
+"""Conv and ConvTranspose.
+
+Cases:
+1. group == 1: the weight consumes the input channels (Conv W axis 1, ConvTranspose W axis 0)
+   and produces fresh output channels (Conv W axis 0, ConvTranspose W axis 1, bias axis 0).
+2. Depthwise (group == input channels, multiplier m): output channel j is computed from input
+   channel j // m alone, so the output labels repeat the input labels m times; ``group`` is
+   rewritten to the kept input count.
+3. Any other grouped convolution is a barrier: its channels are kept as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxrecede.engine.context import AnalysisContext, RewriteContext
+from onnxrecede.engine.registry import Rule, register
+
+
+def _bias_ok(ctx: AnalysisContext, node: ir.Node) -> bool:
+    return len(node.inputs) < 3 or node.inputs[2] is None or ctx.is_constant(node.inputs[2])
+
+
+@register("Conv", "ConvTranspose")
+class ConvRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        transpose = node.op_type == "ConvTranspose"
+        x, w, out = node.inputs[0], node.inputs[1], node.outputs[0]
+        wd = ctx.dims(w)
+        if not ctx.is_constant(w) or wd is None or any(d is None for d in wd):
+            return "its weight is not a constant initializer"
+        if not _bias_ok(ctx, node):
+            return "its bias is computed at run time from non-constant inputs"
+        group = node.attributes.get_int("group", 1)
+        w_in_axis, w_out_axis = (0, 1) if transpose else (1, 0)
+        cin = int(wd[w_in_axis] or 0) * (1 if transpose else group)
+        cout = int(wd[w_out_axis] or 0) * (group if transpose else 1)
+        xv = ctx.view(x)
+        if xv is not None and (xv.axis != 1 or len(xv) != cin):
+            return (
+                f"its input channel axis ({xv.axis}, {len(xv)} channels) does not match the weight"
+            )
+        if group == 1:
+            if xv is not None:
+                ctx.consume(node, 1, w_in_axis, xv.labels)
+            ctx.produce(node, out, 1, cout)
+            return None
+        if group == cin and cout % group == 0:
+            if xv is None:
+                return "depthwise convolution whose input channels are not tracked"
+            view = ctx.set_view(out, 1, np.repeat(xv.labels, cout // group))
+            ctx.channel_outputs[node] = view
+            return None
+        return f"grouped convolution (group={group}, not depthwise) is not pruned"
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        transpose = node.op_type == "ConvTranspose"
+        x, out = node.inputs[0], node.outputs[0]
+        if not (ctx.changed(x) or ctx.changed(out)):
+            return
+        keep_in, keep_out = ctx.keep_positions(x), ctx.keep_positions(out)
+        w_in_axis, w_out_axis = (0, 1) if transpose else (1, 0)
+        group = node.attributes.get_int("group", 1)
+        slices: dict[int, np.ndarray] = {}
+        if group == 1:
+            if keep_in is not None and ctx.changed(x):
+                slices[w_in_axis] = keep_in
+            if keep_out is not None and ctx.changed(out):
+                slices[w_out_axis] = keep_out
+        else:  # depthwise: the weight has one input channel per group
+            assert keep_in is not None and keep_out is not None
+            slices[0] = keep_in if transpose else keep_out
+            node.attributes["group"] = ir.AttrInt64("group", int(len(keep_in)))
+        ctx.slice_param(node, 1, slices)
+        has_bias = len(node.inputs) > 2 and node.inputs[2] is not None
+        if has_bias and keep_out is not None and ctx.changed(out):
+            ctx.slice_param(node, 2, {0: keep_out})

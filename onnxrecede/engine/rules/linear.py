@@ -1,0 +1,99 @@
+"""Gemm and MatMul with a constant weight.
+
+Cases:
+1. Gemm: A's reduction axis (axis 1, or 0 with transA) consumes channels through B's K axis;
+   the output's axis 1 holds fresh channels (B's N axis, and C's last axis when it is N long).
+2. MatMul with a constant 2-D B:
+   a. channels on A's last axis are consumed by B's rows; the output's last axis holds fresh
+      channels (B's columns). This covers channels-last blocks and Flatten -> MatMul heads;
+   b. channels on any other axis of A (batch or row axes) pass through to the output.
+3. MatMul between two activations, or with a constant batched B, is a barrier for its inputs.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from onnxrecede.engine.context import AnalysisContext, RewriteContext
+from onnxrecede.engine.registry import Rule, register
+
+
+@register("Gemm")
+class GemmRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        a, b = node.inputs[0], node.inputs[1]
+        bd = ctx.dims(b)
+        if not ctx.is_constant(b) or bd is None or len(bd) != 2:
+            return "its B input is not a constant 2-D weight"
+        c = node.inputs[2] if len(node.inputs) > 2 else None
+        if c is not None and not ctx.is_constant(c):
+            return "its C input is not a constant"
+        trans_b = node.attributes.get_int("transB", 0)
+        k, n = (bd[1], bd[0]) if trans_b else (bd[0], bd[1])
+        av = ctx.view(a)
+        if av is not None:
+            k_axis = 0 if node.attributes.get_int("transA", 0) else 1
+            if av.axis != k_axis or len(av) != k:
+                return "the channels of A are not on its reduction axis"
+            ctx.consume(node, 1, 1 if trans_b else 0, av.labels)
+        assert n is not None
+        ctx.produce(node, node.outputs[0], 1, int(n))
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        a, out = node.inputs[0], node.outputs[0]
+        trans_b = node.attributes.get_int("transB", 0)
+        k_axis, n_axis = (1, 0) if trans_b else (0, 1)
+        slices = {}
+        keep_out = ctx.keep_positions(out)
+        if ctx.changed(a):
+            slices[k_axis] = ctx.keep_positions(a)
+        if ctx.changed(out):
+            slices[n_axis] = keep_out
+        ctx.slice_param(node, 1, slices)  # type: ignore[arg-type]
+        c = node.inputs[2] if len(node.inputs) > 2 else None
+        bias = ctx.constant(c)
+        n_out = len(ctx.view(out) or ())
+        if (
+            bias is not None
+            and keep_out is not None
+            and ctx.changed(out)
+            and bias.ndim >= 1
+            and bias.shape[-1] == n_out > 1
+        ):
+            ctx.slice_param(node, 2, {bias.ndim - 1: keep_out})
+
+
+@register("MatMul")
+class MatMulRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        a, b, out = node.inputs[0], node.inputs[1], node.outputs[0]
+        av, bv = ctx.view(a), ctx.view(b)
+        bd, ra, rout = ctx.dims(b), ctx.rank(a), ctx.rank(out)
+        if not ctx.is_constant(b) or bd is None or len(bd) != 2 or bd[1] is None:
+            if av is None and bv is None:
+                return None
+            return "MatMul between two activations (or with a batched weight) is not pruned"
+        if ra is None or ra < 2:
+            return "its A input has unknown or vector rank"
+        rout = rout if rout is not None else ra
+        if av is None or av.axis == ra - 1:
+            if av is not None:
+                if len(av) != bd[0]:
+                    return "the channels of A do not match B's rows"
+                ctx.consume(node, 1, 0, av.labels)
+            ctx.produce(node, out, rout - 1, int(bd[1]))
+            return None
+        ctx.set_view(out, av.axis + rout - ra, av.labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        a, out = node.inputs[0], node.outputs[0]
+        av, ov = ctx.view(a), ctx.view(out)
+        slices = {}
+        ra = ctx.rank(a)
+        if av is not None and ra is not None and av.axis == ra - 1 and ctx.changed(a):
+            slices[0] = ctx.keep_positions(a)
+        if ov is not None and ctx.changed(out) and (av is None or av.labels is not ov.labels):
+            slices[1] = ctx.keep_positions(out)
+        ctx.slice_param(node, 1, slices)  # type: ignore[arg-type]

@@ -1,0 +1,87 @@
+"""Normalisations.
+
+Cases:
+1. BatchNormalization and InstanceNormalization act per channel: channels pass through, and
+   scale, bias (and BN's running mean and variance) are sliced along axis 0.
+2. LayerNormalization passes channels through when it normalises only axes after the channel
+   axis; across the channel axis it is a barrier.
+3. GroupNormalization and LRN mix channels: barriers.
+4. LpNormalization and the Softmax family are barriers along the channel axis and pass channels
+   through along any other axis.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from onnxrecede.engine.context import AnalysisContext, RewriteContext
+from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.rules._util import normalize_axis, opset
+
+
+@register("BatchNormalization", "InstanceNormalization")
+class PerChannelNormRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv = ctx.view(node.inputs[0])
+        if xv is None:
+            return None
+        if len(node.outputs) > 1 and any(o.uses() for o in node.outputs[1:]):
+            return "training-mode outputs (running statistics) are used"
+        if xv.axis != 1:
+            return "its input's channel axis is not axis 1"
+        for p in node.inputs[1:]:
+            if p is not None and not ctx.is_constant(p):
+                return "its parameters are not constants"
+        ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x = node.inputs[0]
+        keep = ctx.keep_positions(x)
+        if keep is None or not ctx.changed(x):
+            return
+        for i in range(1, len(node.inputs)):
+            if node.inputs[i] is not None:
+                ctx.slice_param(node, i, {0: keep})
+
+
+@register("LayerNormalization")
+class LayerNormRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv = ctx.view(node.inputs[0])
+        rank = ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        if rank is None:
+            return "the rank of its input is unknown"
+        start = normalize_axis(node.attributes.get_int("axis", -1), rank)
+        if xv.axis >= start:
+            return "LayerNormalization normalises across the channel axis"
+        ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+        return None
+
+
+@register("GroupNormalization", "LRN")
+class ChannelMixingNormRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        if ctx.view(node.inputs[0]) is None:
+            return None
+        return f"{node.op_type} mixes channels"
+
+
+@register("LpNormalization", "Softmax", "LogSoftmax", "Hardmax")
+class AxisNormRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv = ctx.view(node.inputs[0])
+        rank = ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        if rank is None:
+            return "the rank of its input is unknown"
+        default = -1 if node.op_type == "LpNormalization" or opset(node) >= 13 else 1
+        axis = normalize_axis(node.attributes.get_int("axis", default), rank)
+        coerced = node.op_type != "LpNormalization" and opset(node) < 13
+        if axis == xv.axis or (coerced and xv.axis >= axis):
+            return f"{node.op_type} normalises across the channel axis"
+        ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+        return None

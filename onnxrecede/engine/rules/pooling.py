@@ -1,0 +1,66 @@
+"""Pooling and reductions.
+
+Cases:
+1. Max/Average/Lp pooling and their global forms act per channel on NC... tensors: channels
+   pass through. A MaxPool whose Indices output is used is a barrier (indices count channels).
+2. Reduce* ops pass channels through when the channel axis is not reduced; the axis moves left
+   by the number of reduced axes before it when keepdims=0. Reducing the channel axis is a
+   barrier.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from onnxrecede.engine.context import AnalysisContext
+from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis
+
+POOL_OPS = (
+    "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
+)  # fmt: skip
+
+REDUCE_OPS = (
+    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
+    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
+)  # fmt: skip
+
+
+@register(*POOL_OPS)
+class PoolRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv = ctx.view(node.inputs[0])
+        if xv is None:
+            return None
+        if xv.axis != 1:
+            return "its input's channel axis is not axis 1"
+        if len(node.outputs) > 1 and node.outputs[1].uses():
+            return "its Indices output (which counts channels) is used"
+        ctx.set_view(node.outputs[0], 1, xv.labels)
+        return None
+
+
+@register(*REDUCE_OPS)
+class ReduceRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        x = node.inputs[0]
+        xv, rank = ctx.view(x), ctx.rank(x)
+        if xv is None:
+            return None
+        if rank is None:
+            return "the rank of its input is unknown"
+        axes, known = ints_from_attr_or_input(ctx, node, "axes", 1)
+        if not known:
+            return "its axes are computed at run time"
+        if not axes:
+            if node.attributes.get_int("noop_with_empty_axes", 0):
+                ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+                return None
+            return f"{node.op_type} reduces every axis, the channel axis included"
+        axes = [normalize_axis(a, rank) for a in axes]
+        if xv.axis in axes:
+            return f"{node.op_type} reduces over the channel axis"
+        keepdims = node.attributes.get_int("keepdims", 1)
+        axis = xv.axis if keepdims else xv.axis - sum(a < xv.axis for a in axes)
+        ctx.set_view(node.outputs[0], axis, xv.labels)
+        return None

@@ -1,0 +1,92 @@
+"""Loading and saving models: lazy external data, safe locations, atomic output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+from onnxrecede._io import atomic_dir
+from onnxrecede.errors import InputError
+
+#: protobuf cannot serialise a model over 2 GiB: larger ones are saved with external data
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**24
+
+ModelSource = str | os.PathLike[str] | ir.Model | onnx.ModelProto
+
+
+def load_model(source: ModelSource) -> ir.Model:
+    """A private copy of ``source`` as an onnx-ir model; the source itself is never modified."""
+    if isinstance(source, ir.Model):
+        return source.clone()
+    if isinstance(source, onnx.ModelProto):
+        return ir.serde.deserialize_model(source)
+    path = Path(os.fspath(source))
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    try:
+        model = ir.load(path)
+    except Exception as e:  # protobuf raises DecodeError, onnx-ir ValueError, ...
+        raise InputError(f"cannot read {path} as an ONNX model: {e}") from None
+    _check_external_data(model, path)
+    return model
+
+
+def _check_external_data(model: ir.Model, path: Path) -> None:
+    """Reject external-data locations that escape the model's folder (CVE-2022-25882 and kin)."""
+    base = path.resolve().parent
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if not isinstance(tensor, ir.ExternalTensor):
+            continue
+        location = Path(tensor.location)
+        target = (base / location).resolve()
+        if location.is_absolute() or base not in target.parents:
+            raise InputError(
+                f"initializer '{value.name}' of {path} points outside the model's folder "
+                f"('{tensor.location}'); refusing to read it"
+            )
+        if (base / location).is_symlink():
+            raise InputError(
+                f"initializer '{value.name}' of {path} reads external data through a symlink "
+                f"('{tensor.location}'); refusing to read it"
+            )
+        if not target.is_file():
+            raise InputError(
+                f"external data file '{tensor.location}' of {path} is missing; keep it beside the model"
+            )
+
+
+def initializer_bytes(model: ir.Model) -> int:
+    return sum(
+        v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None
+    )
+
+
+def save_model(
+    model: ir.Model, path: str | os.PathLike[str], external_data: bool | None = None
+) -> list[Path]:
+    """Save atomically; external data (``PATH.data``) only when asked or when over 2 GB.
+
+    Returns the files written.
+    """
+    target = Path(os.fspath(path))
+    external = (
+        initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        if external_data is None
+        else external_data
+    )
+    data_name = f"{target.name}.data"
+    written = [target]
+    with atomic_dir(target) as tmp:
+        tmp_model = tmp / target.name
+        if external:
+            ir.save(model, tmp_model, external_data=data_name)
+            os.replace(tmp / data_name, target.parent / data_name)
+            written.append(target.parent / data_name)
+        else:
+            ir.save(model, tmp_model)
+        os.replace(tmp_model, target)
+    return written
