@@ -206,6 +206,18 @@ def _weight_name(node: ir.Node) -> str | None:
     if idx is None or node.domain not in ("", "ai.onnx") or len(node.inputs) <= idx:
         return None
     v = node.inputs[idx]
+    # Follow Transpose/Cast/Identity chains back to the initializer (Linear exported as MatMul).
+    for _ in range(4):
+        if v is None or v.is_initializer():
+            break
+        producer = v.producer()
+        if (
+            producer is None
+            or producer.op_type not in ("Transpose", "Cast", "Identity")
+            or not producer.inputs
+        ):
+            return None
+        v = producer.inputs[0]
     if v is None or not v.is_initializer():
         return None
     return v.name

@@ -28,7 +28,8 @@ from onnxrecede.engine.rules.elementwise import UNARY_OPS
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-_SHAPE_PRESERVING = frozenset(UNARY_OPS) - {"Dropout"}
+#: ops through which a parameter slice is moved to the constant it is computed from
+_SOURCE_OPS = (frozenset(UNARY_OPS) - {"Dropout"}) | {"Transpose"}
 
 
 def apply_ops(array: np.ndarray, ops: Iterable[tuple[int, str, tuple[int, ...]]]) -> np.ndarray:
@@ -110,13 +111,18 @@ class _Editor:
             producer = value.producer()
             if (
                 producer is None
-                or producer.op_type not in _SHAPE_PRESERVING
+                or producer.op_type not in _SOURCE_OPS
                 or len(value.uses()) != 1
                 or producer.inputs[0] is None
                 or self.const.value(producer.inputs[0]) is None
             ):
                 break
-            edit = ParamEdit(producer, 0, edit.ops)
+            ops = edit.ops
+            if producer.op_type == "Transpose":
+                rank = self.const.value(producer.inputs[0]).ndim  # type: ignore[union-attr]
+                perm = list(producer.attributes.get_ints("perm", list(range(rank))[::-1]) or [])
+                ops = tuple((perm[axis], op, idx) for axis, op, idx in ops)
+            edit = ParamEdit(producer, 0, ops)
             value = producer.inputs[0]
         return edit
 
