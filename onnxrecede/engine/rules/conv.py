@@ -6,7 +6,9 @@ Cases:
 2. Depthwise (group == input channels, multiplier m): output channel j is computed from input
    channel j // m alone, so the output labels repeat the input labels m times; ``group`` is
    rewritten to the kept input count.
-3. Any other grouped convolution is a barrier: its channels are kept as they are.
+3. Grouped (1 < group < input channels): position k of every group is coupled into one channel,
+   on the input side and on the output side, so that every group keeps the same number of
+   channels and ``group`` stays as it is. Uneven groups are a barrier.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.spaces import PRODUCER
 
 
 def _bias_ok(ctx: AnalysisContext, node: ir.Node) -> bool:
@@ -52,7 +55,17 @@ class ConvRule(Rule):
             view = ctx.set_view(out, 1, np.repeat(xv.labels, cout // group))
             ctx.channel_outputs[node] = view
             return None
-        return f"grouped convolution (group={group}, not depthwise) is not pruned"
+        if cin % group or cout % group:
+            return f"grouped convolution (group={group}) with uneven groups"
+        # 4. Grouped: position k of every group is one channel, so groups stay equal in size.
+        if xv is not None:
+            rows = xv.labels.reshape(group, cin // group)
+            for r in rows[1:]:
+                ctx.space.union_labels(rows[0], r)
+            ctx.consume(node, 1, w_in_axis, rows[0] if not transpose else xv.labels)
+        atom = ctx.space.new_atom(cout // group, PRODUCER, node, out)
+        ctx.channel_outputs[node] = ctx.set_view(out, 1, np.tile(atom, group))
+        return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
         transpose = node.op_type == "ConvTranspose"
@@ -68,11 +81,31 @@ class ConvRule(Rule):
                 slices[w_in_axis] = keep_in
             if keep_out is not None and ctx.changed(out):
                 slices[w_out_axis] = keep_out
-        else:  # depthwise: the weight has one input channel per group
+        elif _is_depthwise(ctx, node, group):  # the weight has one input channel per group
             assert keep_in is not None and keep_out is not None
             slices[0] = keep_in if transpose else keep_out
             node.attributes["group"] = ir.AttrInt64("group", int(len(keep_in)))
+        else:  # grouped: full axes are sliced as they are, in-group axes by the first group
+            if keep_in is not None and ctx.changed(x):
+                slices[w_in_axis] = keep_in if transpose else _first_group(keep_in, x, ctx, group)
+            if keep_out is not None and ctx.changed(out):
+                slices[w_out_axis] = (
+                    _first_group(keep_out, out, ctx, group) if transpose else keep_out
+                )
         ctx.slice_param(node, 1, slices)
         has_bias = len(node.inputs) > 2 and node.inputs[2] is not None
         if has_bias and keep_out is not None and ctx.changed(out):
             ctx.slice_param(node, 2, {0: keep_out})
+
+
+def _is_depthwise(ctx: RewriteContext, node: ir.Node, group: int) -> bool:
+    xv = ctx.view(node.inputs[0])
+    return xv is not None and len(xv) == group
+
+
+def _first_group(keep: np.ndarray, value: ir.Value, ctx: RewriteContext, group: int) -> np.ndarray:
+    """Kept positions inside one group (all groups keep the same ones)."""
+    view = ctx.view(value)
+    assert view is not None
+    per_group = len(view) // group
+    return keep[keep < per_group]
