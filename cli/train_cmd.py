@@ -1,0 +1,278 @@
+"""``onnxrecede train`` and ``onnxrecede export`` (need the [train] extra: torch, onnxscript).
+
+torch is imported inside the commands only, so ``onnxrecede --help`` and ``prune`` work without it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from onnxrecede_cli.common import echo_json, handle_errors, setup_logging
+
+from onnxrecede.errors import InputError
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "training and export need the [train] extra: pip install 'onnxrecede[train]'"
+        ) from None
+
+
+class _Bar:
+    """One status line on stderr: epoch, step bar, loss, accuracy, lr (only on a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if ev["phase"] == "train":
+            now = time.monotonic()
+            if ev["step"] != ev["steps"] and now - self.last < 0.2:
+                return
+            self.last = now
+            width = 24
+            filled = int(width * ev["step"] / max(ev["steps"], 1))
+            click.echo(
+                f"\repoch {ev['epoch']}/{ev['epochs']} [{'#' * filled}{'-' * (width - filled)}] "
+                f"{ev['step']}/{ev['steps']}  loss {ev['loss']:.4f}  acc {ev['acc']:.3f}  "
+                f"lr {ev['lr']:.3g}   ",
+                nl=False,
+                err=True,
+            )
+        else:
+            click.echo("", err=True)
+
+
+def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        click.echo("warning: matplotlib is missing; no histogram PNG written", err=True)
+        return False
+    import torch
+
+    values = torch.cat(list(imps.values())).numpy() if imps else torch.zeros(0).numpy()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(values, bins=50, range=(0, 1) if method == "rni" else None, color="tab:blue")
+    ax.set_xlabel("sigmoid(theta)" if method == "rni" else "|gamma|")
+    ax.set_ylabel("channels")
+    ax.set_yscale("log")
+    ax.set_title(f"final channel importances ({method}, {len(values)} channels)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+@click.command("train")
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(["vgg16", "resnet56", "resnet20"]),
+    default="vgg16",
+    show_default=True,
+)
+@click.option("--method", type=click.Choice(["rni", "l1", "ucs"]), default="rni", show_default=True)
+@click.option(
+    "--data",
+    default="synthetic",
+    show_default=True,
+    help="synthetic[:N] | cifar10:DIR | cifar100:DIR | folder:DIR",
+)
+@click.option("--epochs", type=int, default=160, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--bn-lr-mult",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="learning-rate multiplier of the bounded-BN parameters",
+)
+@click.option(
+    "--strength",
+    type=float,
+    default=None,
+    help="regulariser lambda [default: 1e-4 for rni and l1; ucs has none]",
+)
+@click.option("--shift", type=float, default=3.0, show_default=True, help="rni shift b")
+@click.option(
+    "--width", type=float, default=1.0, show_default=True, help="channel width multiplier"
+)
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--no-augment", is_flag=True, help="no random crop and flip")
+@click.option("--max-steps", type=int, default=None, help="cap on steps per epoch (quick runs)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True
+)
+@click.option("--resume", is_flag=True, help="continue from OUT/last.pt")
+@click.option(
+    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
+)
+@click.option("--opset", type=int, default=None)
+@click.option(
+    "--all-layers",
+    is_flag=True,
+    help="write importances for every BN, not only the authors' candidates",
+)
+@click.option("--no-progress", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+@handle_errors
+def train(
+    model_name: str,
+    method: str,
+    data: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    bn_lr_mult: float,
+    strength: float | None,
+    shift: float,
+    width: float,
+    val_fraction: float,
+    no_augment: bool,
+    max_steps: int | None,
+    seed: int,
+    device: str,
+    out_dir: str,
+    resume: bool,
+    exporter: str,
+    opset: int | None,
+    all_layers: bool,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Train a model with receding importances (or a baseline), then export it for pruning.
+
+    Writes into OUT: last.pt, best.pt, log.json, model.onnx, imp.json, importances.png.
+    Under torchrun the same command trains with DistributedDataParallel.
+    """
+    setup_logging(quiet=quiet)
+    _need_torch()
+    from onnxrecede.train.export import export_checkpoint, importances_to_export
+    from onnxrecede.train.loop import TrainConfig, fit
+
+    cfg = TrainConfig(
+        model=model_name,
+        method=method,  # type: ignore[arg-type]
+        data=data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        bounded_lr_mult=bn_lr_mult,
+        strength=strength,
+        shift=shift,
+        width=width,
+        seed=seed,
+        device=device,
+        val_fraction=val_fraction,
+        augment=not no_augment,
+        max_steps_per_epoch=max_steps,
+        out=out_dir,
+        resume=resume,
+    )
+    result = fit(cfg, progress=_Bar(not no_progress and not quiet))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 exports
+        return
+    out = Path(out_dir)
+    exp = export_checkpoint(
+        out / "best.pt",
+        out / "model.onnx",
+        out / "imp.json",
+        exporter=exporter,  # type: ignore[arg-type]
+        opset=opset,
+        all_layers=all_layers,
+    )
+    png = out / "importances.png"
+    plotted = _plot_histogram(importances_to_export(result.model, method, all_layers), method, png)
+    echo_json(
+        {
+            "out": str(out),
+            "best_epoch": result.best_epoch,
+            "best_val_acc": result.best_val_acc,
+            "test": result.test,
+            "onnx": str(exp.onnx_path),
+            "importances": str(exp.importances_path),
+            "histogram": str(png) if plotted else None,
+            "prune_scope": "local" if method == "ucs" else "global",
+        }
+    )
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="model.onnx to write"
+)
+@click.option(
+    "--importances",
+    "importances_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="importances JSON to write",
+)
+@click.option(
+    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
+)
+@click.option("--opset", type=int, default=None)
+@click.option(
+    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
+)
+@click.option("-q", "--quiet", is_flag=True)
+@handle_errors
+def export(
+    checkpoint: str,
+    output: str,
+    importances_path: str,
+    exporter: str,
+    opset: int | None,
+    all_layers: bool,
+    quiet: bool,
+) -> None:
+    """Export a training CHECKPOINT (best.pt or last.pt) to ONNX plus its importances file.
+
+    Every key written is checked to resolve in the exported model before success is reported.
+    """
+    setup_logging(quiet=quiet)
+    _need_torch()
+    from onnxrecede.train.export import export_checkpoint
+
+    res = export_checkpoint(
+        checkpoint,
+        output,
+        importances_path,
+        exporter=exporter,  # type: ignore[arg-type]
+        opset=opset,
+        all_layers=all_layers,
+    )
+    echo_json(
+        {
+            "onnx": str(res.onnx_path),
+            "importances": str(res.importances_path),
+            "exporter": res.exporter,
+            "keys": len(res.keys),
+            "external_data": res.external_data,
+        }
+    )

@@ -1,0 +1,318 @@
+"""Data sets held in memory as uint8 tensors, with CIFAR-style augmentation and sharded batches.
+
+Sources (``--data``):
+1. ``synthetic`` or ``synthetic:N``: the built-in procedural set (N training images, default
+   5000; N // 5 test images), see :mod:`onnxrecede.train.synthetic`;
+2. ``cifar10:DIR`` / ``cifar100:DIR``: a local ``cifar-10-batches-py`` / ``cifar-100-python``
+   folder in the python pickle format (never downloaded). The pickles are read by an unpickler
+   that only builds numpy arrays, so a crafted file cannot run code;
+3. ``folder:DIR``: ImageFolder layout, ``DIR/train/CLASS/*`` and optionally ``DIR/test/CLASS/*``
+   (or just ``DIR/CLASS/*``, test split held out); images read with Pillow (png, jpg, ...) or
+   as ``.npy`` arrays (HxWxC or CxHxW, uint8), resized to 32x32.
+
+A validation split is always held out of the training images: the best epoch is chosen on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from onnxrecede.errors import InputError
+from onnxrecede.train.synthetic import make_synthetic
+
+log = logging.getLogger(__name__)
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".npy"}
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def subset(self, idx: torch.Tensor) -> ImageSet:
+        return ImageSet(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class DataBundle:
+    name: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train.images.shape[1:]
+        return int(c), int(h), int(w)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Builds the dicts, lists, bytes and numpy arrays of the CIFAR pickles, nothing else."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):  # type: ignore[no-untyped-def]
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_pickle(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"CIFAR file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise InputError(f"{path} is not a CIFAR python-format pickle: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a CIFAR python-format pickle (no dict inside)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+
+
+def _cifar_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    d = _read_cifar_pickle(path)
+    if "data" not in d or label_key not in d:
+        raise InputError(f"{path}: expected keys 'data' and '{label_key}'")
+    x = np.asarray(d["data"], dtype=np.uint8)
+    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+        raise InputError(f"{path}: 'data' must be N x 3072 uint8, got shape {x.shape}")
+    return x.reshape(-1, 3, 32, 32), np.asarray(d[label_key], dtype=np.int64)
+
+
+def load_cifar(kind: str, root: str | os.PathLike[str]) -> tuple[ImageSet, ImageSet, int]:
+    """Train and test sets of a local CIFAR-10 or CIFAR-100 python-format folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"CIFAR folder not found: {root} (onnxrecede never downloads data)")
+    if kind == "cifar10":
+        parts = [_cifar_arrays(root / f"data_batch_{i}", "labels") for i in range(1, 6)]
+        xtr = np.concatenate([p[0] for p in parts])
+        ytr = np.concatenate([p[1] for p in parts])
+        xte, yte = _cifar_arrays(root / "test_batch", "labels")
+        classes = 10
+    else:
+        xtr, ytr = _cifar_arrays(root / "train", "fine_labels")
+        xte, yte = _cifar_arrays(root / "test", "fine_labels")
+        classes = 100
+    bad = int(((ytr < 0) | (ytr >= classes)).sum() + ((yte < 0) | (yte >= classes)).sum())
+    if bad:
+        raise InputError(f"{root}: {bad} label(s) outside 0..{classes - 1}")
+    return _as_set(xtr, ytr), _as_set(xte, yte), classes
+
+
+def _as_set(x: np.ndarray, y: np.ndarray) -> ImageSet:
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
+            arr = arr.transpose(1, 2, 0)
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+            raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        t = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32))).permute(2, 0, 1)
+        if t.shape[1:] != (size, size):
+            t = F.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+        return t.clamp(0, 255).round().to(torch.uint8).numpy()
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError(
+            f"{path}: reading images needs Pillow (pip install pillow), or give .npy files"
+        ) from None
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+    except OSError as e:
+        raise InputError(f"cannot read image {path}: {e}") from None
+
+
+def _read_class_dirs(root: Path, classes: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for label, cls in enumerate(classes):
+        d = root / cls
+        if not d.is_dir():
+            continue
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                xs.append(_read_image(f, size))
+                ys.append(label)
+    if not xs:
+        raise InputError(
+            f"no images found under {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def load_folder(
+    root: str | os.PathLike[str], size: int = 32, test_fraction: float = 0.1, seed: int = 0
+) -> tuple[ImageSet, ImageSet, int]:
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"image folder not found: {root}")
+    train_root = root / "train" if (root / "train").is_dir() else root
+    classes = sorted(p.name for p in train_root.iterdir() if p.is_dir() and p.name != "test")
+    if len(classes) < 2:
+        raise InputError(f"{train_root}: need at least two class folders, found {len(classes)}")
+    x, y = _read_class_dirs(train_root, classes, size)
+    test_root = root / "test"
+    if train_root != root and test_root.is_dir():
+        xte, yte = _read_class_dirs(test_root, classes, size)
+        return _as_set(x, y), _as_set(xte, yte), len(classes)
+    train, test = _split(_as_set(x, y), test_fraction, seed + 7919)
+    return train, test, len(classes)
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+def _split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Seeded split into (rest, held out); the held-out part has at least one image."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(data), generator=g)
+    n_out = max(1, int(round(len(data) * fraction)))
+    if n_out >= len(data):
+        raise InputError(f"cannot hold out {fraction:.0%} of {len(data)} images")
+    return data.subset(perm[n_out:].sort().values), data.subset(perm[:n_out].sort().values)
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images.float() / 255.0
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataBundle:
+    """Parse a ``--data`` value (see the module docstring) and load the data set."""
+    kind, _, arg = spec.partition(":")
+    if not 0 < val_fraction < 1:
+        raise InputError(f"the validation fraction must be in (0, 1), got {val_fraction}")
+    test: ImageSet | None
+    if kind == "synthetic":
+        try:
+            n = int(arg) if arg else 5000
+        except ValueError:
+            raise InputError(f"--data synthetic:N needs an integer N, got '{arg}'") from None
+        if n < 20:
+            raise InputError(f"--data synthetic:N needs N >= 20, got {n}")
+        train_all = _as_set(*make_synthetic(n, seed=1234))
+        test = _as_set(*make_synthetic(max(10, n // 5), seed=4321))
+        classes = 10
+    elif kind in ("cifar10", "cifar100"):
+        if not arg:
+            raise InputError(
+                f"--data {kind}:DIR needs the folder, e.g. {kind}:./cifar-10-batches-py"
+            )
+        train_all, test, classes = load_cifar(kind, arg)
+    elif kind == "folder":
+        if not arg:
+            raise InputError("--data folder:DIR needs the folder")
+        train_all, test, classes = load_folder(arg, seed=seed)
+    else:
+        raise InputError(
+            f"unknown data source '{spec}'; use synthetic[:N], cifar10:DIR, cifar100:DIR or folder:DIR"
+        )
+    train, val = _split(train_all, val_fraction, seed)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    if kind == "cifar10":
+        mean, std = CIFAR10_MEAN, CIFAR10_STD
+    else:
+        mean, std = _channel_stats(train.images)
+    log.info(
+        "data %s: %d train, %d val, %d test, %d classes",
+        spec,
+        len(train),
+        len(val),
+        len(test),
+        classes,
+    )
+    return DataBundle(kind, train, val, test, classes, mean, std)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def normalize(
+    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """uint8 or [0,1] float N x C x H x W -> normalised float."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip of a uint8 batch, vectorised."""
+    x = images.float() / 255.0
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    rows = oy[:, None] + torch.arange(h)[None]
+    cols = torch.arange(w)[None].expand(n, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols) + ox[:, None]
+    return padded[
+        torch.arange(n)[:, None, None, None],
+        torch.arange(c)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+def train_batches(
+    data: ImageSet, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1
+) -> Iterator[torch.Tensor]:
+    """Index tensors of this rank's share of each global batch of a seeded permutation.
+
+    ``batch_size`` is the global batch: with ``world`` processes each takes every world-th
+    sample of it. A last batch too small to give every rank two samples is dropped.
+    """
+    perm = torch.randperm(len(data), generator=generator)
+    for start in range(0, len(perm), batch_size):
+        idx = perm[start : start + batch_size]
+        if len(idx) < 2 * world:
+            break
+        yield idx[rank::world]
+
+
+def num_train_batches(n: int, batch_size: int, world: int = 1) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 * world else 0)
