@@ -87,8 +87,8 @@ def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str,
 def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
     """Channel groups of a model, their members, barriers and (optionally) importances."""
     m = load_model(model)
-    cost = count_cost(m)
     analysis = analyze(m)
+    cost = count_cost(m)
     plan = None
     if importances is not None:
         imp = load_importances(importances)
@@ -130,8 +130,8 @@ def prune(
     policy.validate()
     imp = load_importances(importances)
     m = load_model(model)
-    before = count_cost(m, input_shapes)
     analysis = analyze(m, progress)
+    before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = _scores(m, imp)
     unused = [
         key for key, (v) in ((k, v) for v, (k, _) in scores.items()) if analysis.ctx.view(v) is None

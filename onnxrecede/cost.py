@@ -170,12 +170,18 @@ def _inferred_shapes(
             graph.initializers.pop(value.name)
             if value not in graph.inputs:
                 graph.inputs.append(value)
-    proto = ir.serde.serialize_model(light)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
-    except Exception as e:  # InferenceError, or a C++ error surfaced as RuntimeError
-        raise InputError(f"ONNX shape inference failed, cannot count MACs: {e}") from None
-    return _collect_shapes(inferred.graph)
+    from onnxrecede.engine.shapes import infer_shapes
+
+    infer_shapes(light)  # ONNX inference, bridged where it stops (function ops, computed bounds)
+    shapes: dict[str, Shape] = {}
+    for value in [*graph.inputs, *graph.initializers.values()]:
+        if value.name and value.shape is not None:
+            shapes[value.name] = tuple(d if isinstance(d, int) else None for d in value.shape)
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        for out in node.outputs:
+            if out.name and out.shape is not None:
+                shapes[out.name] = tuple(d if isinstance(d, int) else None for d in out.shape)
+    return shapes
 
 
 def _bind_inputs(graph: ir.Graph, input_shapes: Mapping[str, Sequence[int]]) -> None:

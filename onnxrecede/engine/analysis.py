@@ -17,13 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import _c_api_utils
 
 from onnxrecede.engine.context import AnalysisContext, node_label
 from onnxrecede.engine.registry import rule_for
-from onnxrecede.engine.rules.elementwise import UNARY_OPS
+from onnxrecede.engine.shapes import infer_shapes
 from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom
 
 logger = logging.getLogger(__name__)
@@ -87,58 +85,6 @@ class Analysis:
     def group_of_labels(self, labels: np.ndarray) -> list[int]:
         roots = self.roots[labels]
         return sorted({self.group_of_root[int(r)] for r in np.unique(roots)})
-
-
-#: ops whose output 0 has the shape of input 0; used where ONNX inference stops (it cannot type
-#: some function ops, such as GroupNormalization, at some opsets)
-SAME_SHAPE_OPS = frozenset(UNARY_OPS) | {
-    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-    "LpNormalization", "LRN", "Softmax", "LogSoftmax", "Hardmax", "PRelu",
-}  # fmt: skip
-
-
-def _onnx_inference(model: ir.Model) -> None:
-    """One round of ONNX shape inference, merged into the model (types included)."""
-
-    def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
-        return onnx.shape_inference.infer_shapes(
-            proto, check_type=False, strict_mode=False, data_prop=True
-        )
-
-    try:
-        inferred = _c_api_utils.call_onnx_api(infer, model)
-    except Exception as e:  # inference errors come in many types
-        logger.debug("shape inference failed: %s", e)
-        return
-    found = {vi.name: vi.type for vi in [*inferred.graph.value_info, *inferred.graph.output]}
-    for node in model.graph:
-        for value in node.outputs:
-            type_proto = found.get(value.name or "")
-            if type_proto is None or not type_proto.HasField("tensor_type"):
-                continue  # sequence and optional types stay as exported
-            shape = ir.serde.deserialize_type_proto_for_shape(type_proto)
-            if shape is not None:
-                value.shape = shape
-            if value.type is None:
-                value.type = ir.serde.deserialize_type_proto_for_type(type_proto)
-
-
-def infer_shapes(model: ir.Model, max_rounds: int = 4) -> None:
-    """Fill in value shapes with ONNX shape inference, bridging shape-preserving ops it misses."""
-    for _ in range(max_rounds):
-        _onnx_inference(model)
-        bridged = False
-        for node in model.graph:
-            src = node.inputs[0] if node.inputs else None
-            if node.op_type not in SAME_SHAPE_OPS or src is None or src.shape is None:
-                continue
-            out = node.outputs[0]
-            if out.shape is None:
-                out.shape = src.shape
-                out.dtype = out.dtype or src.dtype
-                bridged = True
-        if not bridged:
-            return
 
 
 def analyze(model: ir.Model, progress: Progress | None = None) -> Analysis:
