@@ -122,7 +122,8 @@ def infer_shapes(model: ir.Model, max_rounds: int = 6) -> None:
             if node.op_type in SAME_SHAPE_OPS and src is not None and src.shape is not None:
                 if node.outputs[0].shape is None:
                     node.outputs[0].shape = src.shape
-                    node.outputs[0].dtype = node.outputs[0].dtype or src.dtype
+                    if node.outputs[0].dtype is None:
+                        node.outputs[0].dtype = src.dtype  # type: ignore[assignment]
                     bridged = True
             elif (
                 node.domain in ("", "ai.onnx")

@@ -137,9 +137,8 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="onnxrecede-verify-") as tmp:
         cand = _Materialised(pruned, tmp, "pruned")
         try:
-            onnx.checker.check_model(
-                cand.proto if cand.proto is not None else cand.path, full_check=True
-            )  # type: ignore[arg-type]
+            target: onnx.ModelProto | str = cand.proto if cand.proto is not None else str(cand.path)
+            onnx.checker.check_model(target, full_check=True)
         except Exception as e:  # onnx raises ValidationError and InferenceError
             raise VerificationError(f"pruned model fails onnx.checker: {e}") from None
         report.checker = "passed"

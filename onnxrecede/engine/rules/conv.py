@@ -103,7 +103,7 @@ def _is_depthwise(ctx: RewriteContext, node: ir.Node, group: int) -> bool:
     return xv is not None and len(xv) == group
 
 
-def _first_group(keep: np.ndarray, value: ir.Value, ctx: RewriteContext, group: int) -> np.ndarray:
+def _first_group(keep: np.ndarray, value: ir.Value | None, ctx: RewriteContext, group: int) -> np.ndarray:
     """Kept positions inside one group (all groups keep the same ones)."""
     view = ctx.view(value)
     assert view is not None
