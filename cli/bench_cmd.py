@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,9 @@ from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, s
 
 from onnxrecede._io import atomic_write_text
 from onnxrecede.bench import BenchOptions, BenchResult, benchmark, format_comparison
+from onnxrecede.bench.gate import EXIT_TOO_SLOW, check_speedup
 from onnxrecede.errors import InputError
 from onnxrecede.runtime import parse_shape_specs
-
-#: Exit code when the measured speedup is under ``--fail-below``.
-EXIT_TOO_SLOW = 5
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -178,7 +175,7 @@ def bench(
     with progress_callback(not quiet) as progress:
         result = benchmark(models, options, progress)
     _emit(result, json_out)
-    _gate(result, fail_below)
+    check_speedup(result, fail_below)
 
 
 def _emit(result: BenchResult, json_out: str | None) -> None:
@@ -189,19 +186,3 @@ def _emit(result: BenchResult, json_out: str | None) -> None:
     click.echo(format_comparison(result))
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result.to_dict(), indent=2) + "\n")
-
-
-def _gate(result: BenchResult, fail_below: float | None) -> None:
-    if fail_below is None:
-        return
-    speedup = result.speedup
-    if speedup is None:
-        raise InputError("--fail-below: no speedup was measured")
-    if speedup < fail_below:
-        primary = result.configurations[0]
-        click.echo(
-            f"speedup {speedup:.3f}x on {primary.provider} batch {primary.batch} is below "
-            f"--fail-below {fail_below:g}",
-            err=True,
-        )
-        sys.exit(EXIT_TOO_SLOW)

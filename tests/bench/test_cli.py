@@ -46,6 +46,7 @@ def test_fail_below_exit_codes(classifier_paths: tuple[Path, Path]) -> None:
     assert code == 5
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "below --fail-below 1000" in lines[0]
+    assert lines[0].startswith("error: speedup ")
     code, _, _ = _run(ref, cand, *FAST, "-q", "--fail-below", "0.001")
     assert code == 0
     code, _, stderr = _run(ref, *FAST, "--fail-below", "1.2")
