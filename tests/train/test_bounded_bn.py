@@ -98,8 +98,12 @@ def test_swap_then_swap_back_keeps_outputs(name):
 
 
 def test_swap_in_any_module():
-    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(),
-                          nn.Sequential(nn.Conv3d(1, 2, 1), nn.BatchNorm3d(2)))
+    model = nn.Sequential(
+        nn.Linear(4, 6),
+        nn.BatchNorm1d(6),
+        nn.ReLU(),
+        nn.Sequential(nn.Conv3d(1, 2, 1), nn.BatchNorm3d(2)),
+    )
     swap_to_bounded(model)
     assert isinstance(model[1], BoundedBatchNorm1d) and isinstance(model[3][1], BoundedBatchNorm3d)
 
@@ -130,5 +134,7 @@ def test_pretrained_init_without_fold_drops_shift_and_scale():
     seq = swap_to_bounded(nn.Sequential(bn), init="pretrained", fold_shift=False).eval()
     x = torch.randn(2, 5, 3, 3, generator=gen)
     s = torch.sigmoid(seq[0].theta).view(1, -1, 1, 1)
-    xhat = (x - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + bn.eps)
+    xhat = (x - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(
+        bn.running_var.view(1, -1, 1, 1) + bn.eps
+    )
     assert torch.allclose(seq(x), s * xhat, atol=1e-5)

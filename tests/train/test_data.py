@@ -48,8 +48,11 @@ def _write_cifar(root, n_per_file, classes, cifar100=False):
     root.mkdir()
 
     def dump(name, n, key):
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-             key: rng.integers(0, classes, n).tolist(), b"batch_label": b"x"}
+        d = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            key: rng.integers(0, classes, n).tolist(),
+            b"batch_label": b"x",
+        }
         with open(root / name, "wb") as f:
             pickle.dump(d, f)
 

@@ -16,8 +16,20 @@ from onnxrecede.train.bounded_bn import swap_to_bounded  # noqa: E402
 from onnxrecede.train.export import export_checkpoint, export_model, importances_to_export  # noqa: E402
 from onnxrecede.train.models import build_model  # noqa: E402
 
-PLAIN_OPS = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "Pad", "Flatten", "Reshape",
-             "Gemm", "AveragePool", "GlobalAveragePool", "ReduceMean"}
+PLAIN_OPS = {
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "MaxPool",
+    "Add",
+    "Pad",
+    "Flatten",
+    "Reshape",
+    "Gemm",
+    "AveragePool",
+    "GlobalAveragePool",
+    "ReduceMean",
+}
 
 
 def _trained_like(name: str, method: str, seed: int = 0):
@@ -61,8 +73,9 @@ def _check(tmp_path, model, method, exporter, all_layers=False):
     return proto, res
 
 
-@pytest.mark.parametrize(("method", "exporter"),
-                         [("rni", "dynamo"), ("rni", "torchscript"), ("l1", "torchscript")])
+@pytest.mark.parametrize(
+    ("method", "exporter"), [("rni", "dynamo"), ("rni", "torchscript"), ("l1", "torchscript")]
+)
 def test_vgg_export_both_exporters(tmp_path, method, exporter):
     model = _trained_like("vgg16", method)
     proto, res = _check(tmp_path, model, method, exporter)
@@ -79,7 +92,8 @@ def test_resnet_export_all_layers_dynamo(tmp_path):
 def test_resnet_default_keys_are_the_authors_candidates():
     model = _trained_like("resnet20", "ucs")
     assert sorted(importances_to_export(model, "ucs")) == sorted(
-        f"layer{i}.{j}.bn1" for i in (1, 2, 3) for j in range(3))
+        f"layer{i}.{j}.bn1" for i in (1, 2, 3) for j in range(3)
+    )
 
 
 def test_unfolded_batchnorm_keys_the_conv(tmp_path):
@@ -88,8 +102,9 @@ def test_unfolded_batchnorm_keys_the_conv(tmp_path):
 
     model = _trained_like("vgg16", "l1")
     path = tmp_path / "keep_bn.onnx"
-    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(path), dynamo=False,
-                      do_constant_folding=False)
+    torch.onnx.export(
+        model, (torch.randn(1, 3, 32, 32),), str(path), dynamo=False, do_constant_folding=False
+    )
     g = ir.load(path)
     assert any(n.op_type == "BatchNormalization" for n in g.graph)
     keys = choose_keys(g, model.prune_candidates, producer_of_bn(model, torch.randn(1, 3, 32, 32)))

@@ -70,7 +70,9 @@ def test_rni_regulariser_sums_every_bounded_channel():
     reg = Regularizer("rni", 1e-3, 3.0)(model)
     assert reg is not None
     assert float(reg) == pytest.approx(1e-3 * float(receding_penalty(thetas, 3.0)), rel=1e-6)
-    assert thetas.numel() == sum(m.num_features for m in model.modules() if isinstance(m, BoundedBatchNorm2d))
+    assert thetas.numel() == sum(
+        m.num_features for m in model.modules() if isinstance(m, BoundedBatchNorm2d)
+    )
 
 
 def test_l1_regulariser_and_importances():
@@ -80,7 +82,9 @@ def test_l1_regulariser_and_importances():
             torch.nn.init.uniform_(m.weight, -1, 1)
     gammas = torch.cat([m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
     reg = Regularizer("l1", 1e-4)(model)
-    assert reg is not None and float(reg) == pytest.approx(1e-4 * float(gammas.abs().sum()), rel=1e-6)
+    assert reg is not None and float(reg) == pytest.approx(
+        1e-4 * float(gammas.abs().sum()), rel=1e-6
+    )
     imps = channel_importances(model, "l1")
     assert torch.equal(torch.cat(list(imps.values())), gammas.detach().abs())
     assert Regularizer("ucs", 0.0)(model) is None

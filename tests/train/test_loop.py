@@ -16,8 +16,15 @@ from onnxrecede.train.data import load_data  # noqa: E402
 from onnxrecede.train.loop import TrainConfig, evaluate, fit  # noqa: E402
 from onnxrecede.train.models import build_model  # noqa: E402
 
-TINY = dict(model="vgg16", width=0.125, data="synthetic:240", batch_size=32, lr=0.05,
-            milestones=(), augment=False)
+TINY = dict(
+    model="vgg16",
+    width=0.125,
+    data="synthetic:240",
+    batch_size=32,
+    lr=0.05,
+    milestones=(),
+    augment=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,11 @@ def test_seeded_run_is_deterministic_and_resume_continues_it(tmp_path, bundle):
             raise Stop
 
     with pytest.raises(Stop):
-        fit(TrainConfig(**base, out=str(tmp_path / "b")), bundle=bundle, progress=stop_after_first_epoch)
+        fit(
+            TrainConfig(**base, out=str(tmp_path / "b")),
+            bundle=bundle,
+            progress=stop_after_first_epoch,
+        )
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
     resumed = fit(TrainConfig(**base, out=str(tmp_path / "b"), resume=True), bundle=bundle)
     a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
@@ -73,7 +84,11 @@ def test_log_checkpoints_and_best_on_validation(tmp_path, bundle):
     for e in doc["epochs"]:
         assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "reg"} <= e.keys()
         hist = e["importance_histogram"]
-        assert sum(hist["counts"]) == hist["n"] == sum(m.num_features for _, m in bounded_modules(res.model))
+        assert (
+            sum(hist["counts"])
+            == hist["n"]
+            == sum(m.num_features for _, m in bounded_modules(res.model))
+        )
         assert hist["edges"][0] == 0.0 and hist["edges"][-1] == 1.0
     best = max(doc["epochs"], key=lambda e: e["val_acc"])
     assert doc["best_epoch"] == best["epoch"] == res.best_epoch
@@ -87,21 +102,32 @@ def test_log_checkpoints_and_best_on_validation(tmp_path, bundle):
 
 
 def test_any_module_trains_through_the_swap(bundle):
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
     theta_before = None
-    res = fit(TrainConfig(**{**TINY, "method": "rni", "epochs": 1, "max_steps_per_epoch": 2}),
-              model=net, bundle=bundle)
-    (name, bn), = bounded_modules(res.model)
+    res = fit(
+        TrainConfig(**{**TINY, "method": "rni", "epochs": 1, "max_steps_per_epoch": 2}),
+        model=net,
+        bundle=bundle,
+    )
+    ((name, bn),) = bounded_modules(res.model)
     assert name == "1" and theta_before is None and bn.theta.shape == (8,)
 
 
 @pytest.mark.parametrize(
     ("change", "msg"),
-    [({"method": "ucs", "strength": 1e-3}, "ucs trains without"),
-     ({"epochs": 0}, "--epochs"),
-     ({"lr": -1.0}, "--lr"),
-     ({"device": "cuda:7"}, "cuda|CUDA")],
+    [
+        ({"method": "ucs", "strength": 1e-3}, "ucs trains without"),
+        ({"epochs": 0}, "--epochs"),
+        ({"lr": -1.0}, "--lr"),
+        ({"device": "cuda:7"}, "cuda|CUDA"),
+    ],
 )
 def test_config_errors(change, msg, bundle):
     if change.get("device") and torch.cuda.is_available():

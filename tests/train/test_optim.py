@@ -31,7 +31,9 @@ def test_groups_for_rni():
     assert g["bounded_bn"]["lr"] == pytest.approx(1.0) and g["bounded_bn"]["weight_decay"] == 0.0
     thetas = {id(m.theta) for _, m in bounded_modules(model)}
     assert {id(p) for p in g["bounded_bn"]["params"]} == thetas
-    convs = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    convs = {
+        id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    }
     assert {id(p) for p in g["weights"]["params"]} == convs
     assert sum(len(grp["params"]) for grp in opt.param_groups) == len(list(model.parameters()))
 
@@ -45,8 +47,14 @@ def test_plain_bn_gets_the_same_lr_and_wd_as_the_rest():
 
 def test_every_value_can_be_overridden():
     model = swap_to_bounded(build_model("vgg16", width=0.125))
-    cfg = OptimConfig(lr=0.02, momentum=0.5, nesterov=False, weight_decay=5e-4,
-                      other_weight_decay=0.0, bounded_lr_mult=3.0)
+    cfg = OptimConfig(
+        lr=0.02,
+        momentum=0.5,
+        nesterov=False,
+        weight_decay=5e-4,
+        other_weight_decay=0.0,
+        bounded_lr_mult=3.0,
+    )
     g = _groups(make_optimizer(model, cfg))
     assert g["weights"]["lr"] == 0.02 and g["weights"]["weight_decay"] == 5e-4
     assert g["bounded_bn"]["lr"] == pytest.approx(0.06)
