@@ -126,6 +126,8 @@ def _check_paths(model: str, output: str) -> None:
     is_flag=True,
     help="Benchmark the pruned model against the original on CPU afterwards.",
 )
+@click.option("--fail-below", type=float, default=None, metavar="SPEEDUP",
+              help="With --bench: exit 5 when the measured CPU speedup is below this.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @handle_errors
 def prune(
@@ -145,6 +147,7 @@ def prune(
     rtol: float,
     external_data: bool | None,
     run_bench: bool,
+    fail_below: float | None,
     quiet: bool,
 ) -> None:
     """Remove unimportant channels from MODEL and write the pruned model to OUTPUT.
@@ -161,6 +164,8 @@ def prune(
     from onnxrecede.reports import format_prune
     from onnxrecede.runtime import parse_shape_specs
 
+    if fail_below is not None and not run_bench:
+        raise InputError("--fail-below needs --bench")
     if ratio is not None and threshold is not None:
         raise InputError("give either --ratio or --threshold, not both")
     _check_paths(model, output)
@@ -196,6 +201,10 @@ def prune(
             from onnxrecede.bench import format_comparison
 
             click.echo(format_comparison(bench_result))
+    if bench_result is not None:
+        from onnxrecede.bench.gate import check_speedup
+
+        check_speedup(bench_result, fail_below)
 
 
 def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:

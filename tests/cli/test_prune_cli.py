@@ -65,6 +65,7 @@ def test_inspect_json(model_and_imp):
         (["--ratio", "1.5"], "ratio must be in [0, 1)"),
         (["--min-channels", "0"], "min-channels must be at least 1"),
         (["--shape", "bad"], "bad --shape"),
+        (["--fail-below", "1.2"], "--fail-below needs --bench"),
     ],
 )
 def test_bad_options(model_and_imp, tmp_path, extra, message):
