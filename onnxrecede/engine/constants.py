@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 logger = logging.getLogger(__name__)
@@ -116,12 +117,7 @@ class ConstantEvaluator:
     ) -> np.ndarray | None:
         from onnx.reference import ReferenceEvaluator
 
-        proto = ir.serde.serialize_node(node)
-        del proto.input[:]
-        proto.input.extend(names)
-        out_names = [f"out{i}" for i in range(len(node.outputs))]
-        del proto.output[:]
-        proto.output.extend(out_names)
+        proto, _ = detached_node_proto(node, names)
         try:
             results: list[Any] = list(ReferenceEvaluator(proto).run(None, feeds))
         except Exception as e:  # the reference runtime raises many types
@@ -131,6 +127,17 @@ class ConstantEvaluator:
         if out.size > MAX_FOLD_ELEMENTS:
             return None
         return out
+
+
+def detached_node_proto(node: ir.Node, input_names: list[str]) -> tuple[onnx.NodeProto, list[str]]:
+    """The node as a NodeProto with its inputs renamed and outputs named ``out0, out1, ...``."""
+    proto = ir.serde.serialize_node(node)
+    del proto.input[:]
+    proto.input.extend(input_names)
+    outs = [f"out{i}" for i in range(len(node.outputs))]
+    del proto.output[:]
+    proto.output.extend(outs)
+    return proto, outs
 
 
 def _static_shape(node: ir.Node) -> np.ndarray | None:

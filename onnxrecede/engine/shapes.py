@@ -18,7 +18,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
-from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.engine.constants import ConstantEvaluator, detached_node_proto
 from onnxrecede.engine.rules.elementwise import UNARY_OPS
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,7 @@ def _infer_alone(model: ir.Model, node: ir.Node, const: ConstantEvaluator) -> bo
             inputs.append(onnx.helper.make_tensor_value_info(name, v.dtype.value, dims))
         else:
             return False
-    proto = ir.serde.serialize_node(node)
-    del proto.input[:]
-    proto.input.extend(names)
-    outs = [f"out{i}" for i in range(len(node.outputs))]
-    del proto.output[:]
-    proto.output.extend(outs)
+    proto, outs = detached_node_proto(node, names)
     graph = onnx.helper.make_graph(
         [proto], "node", inputs, [onnx.ValueInfoProto(name=o) for o in outs], initializer=inits
     )
