@@ -167,7 +167,8 @@ def train(
     Writes into OUT: last.pt, best.pt, log.json, model.onnx, imp.json, importances.png.
     Under torchrun the same command trains with DistributedDataParallel.
     """
-    setup_logging(quiet=quiet)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    setup_logging(quiet=quiet or not main_rank)
     _need_torch()
     from onnxrecede.train.export import export_checkpoint, importances_to_export
     from onnxrecede.train.loop import TrainConfig, fit
@@ -194,7 +195,7 @@ def train(
         resume=resume,
     )
     result = fit(cfg, progress=_Bar(not no_progress and not quiet))
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 exports
+    if not main_rank:  # under torchrun, rank 0 exports
         return
     out = Path(out_dir)
     exp = export_checkpoint(

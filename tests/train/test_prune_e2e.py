@@ -18,7 +18,7 @@ from onnxrecede.train.data import load_data, normalize  # noqa: E402
 from onnxrecede.train.export import export_model, importances_to_export  # noqa: E402
 from onnxrecede.train.loop import TrainConfig, fit  # noqa: E402
 
-ACC_TOLERANCE = 0.10
+ACC_TOLERANCE = 0.05
 RATIO = 0.5
 
 
