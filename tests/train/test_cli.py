@@ -108,7 +108,6 @@ def test_user_errors_are_one_line(tmp_path, args, msg):
     assert "Traceback" not in r.output
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("torchrun") is None
     and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),

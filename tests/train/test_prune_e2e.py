@@ -28,7 +28,6 @@ def _accuracy(path, x, y) -> float:
     return float((out.argmax(1) == y).mean())
 
 
-@pytest.mark.slow
 def test_rni_prune_half_removes_low_importance_and_keeps_accuracy(tmp_path):
     cfg = TrainConfig(
         model="vgg16",
