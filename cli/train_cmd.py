@@ -27,7 +27,10 @@ def _need_torch() -> None:
 
 
 class _Bar:
-    """One status line on stderr: epoch, step bar, loss, accuracy, lr (only on a terminal)."""
+    """One status line on stderr: epoch, step bar, loss, accuracy, lr (only on a terminal).
+
+    Validation results follow each epoch as a log line.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
@@ -47,11 +50,19 @@ class _Bar:
                 f"\repoch {ev['epoch']}/{ev['epochs']} [{'#' * filled}{'-' * (width - filled)}] "
                 f"{ev['step']}/{ev['steps']}  loss {ev['loss']:.4f}  acc {ev['acc']:.3f}  "
                 f"lr {ev['lr']:.3g}   ",
-                nl=False,
+                nl=ev["step"] == ev["steps"],  # the epoch summary is logged on its own line
                 err=True,
             )
-        else:
-            click.echo("", err=True)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--milestones must be comma-separated fractions, got '{text}'") from None
+    if any(not 0 < v < 1 for v in values):
+        raise InputError(f"--milestones fractions must lie in (0, 1), got '{text}'")
+    return values
 
 
 def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
@@ -97,6 +108,13 @@ def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--no-nesterov", is_flag=True, help="plain momentum instead of Nesterov")
+@click.option(
+    "--milestones",
+    default="0.5,0.75",
+    show_default=True,
+    help="fractions of the epochs at which lr is divided by 10 ('' for none)",
+)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option(
     "--bn-lr-mult",
@@ -144,6 +162,8 @@ def train(
     batch_size: int,
     lr: float,
     momentum: float,
+    no_nesterov: bool,
+    milestones: str,
     weight_decay: float,
     bn_lr_mult: float,
     strength: float | None,
@@ -181,6 +201,8 @@ def train(
         batch_size=batch_size,
         lr=lr,
         momentum=momentum,
+        nesterov=not no_nesterov,
+        milestones=_fractions(milestones),
         weight_decay=weight_decay,
         bounded_lr_mult=bn_lr_mult,
         strength=strength,

@@ -103,6 +103,9 @@ def _export_file(
         kw["dynamo"] = False
         kw["dynamic_axes"] = {"input": {0: "batch"}, "logits": {0: "batch"}}
     chatter = io.StringIO()  # the exporters print progress to stdout, which carries results
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" for every export
     with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
         warnings.simplefilter("ignore")
         try:
@@ -111,6 +114,8 @@ def _export_file(
             raise InputError(
                 f"the {exporter} exporter failed: {type(e).__name__}: {e}".splitlines()[0]
             ) from None
+        finally:
+            onnx_log.setLevel(level)
     log.debug("%s", chatter.getvalue())
 
 

@@ -59,6 +59,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = True
     weight_decay: float = 1e-4
     bounded_lr_mult: float = 10.0
     milestones: tuple[float, ...] = (0.5, 0.75)  # lr /10 at these fractions of the epochs
@@ -278,6 +279,7 @@ def _new_run(cfg: TrainConfig, model: nn.Module | None, bundle: DataBundle | Non
     ocfg = OptimConfig(
         lr=cfg.lr,
         momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
         bounded_lr_mult=cfg.bounded_lr_mult,
         milestones=tuple(cfg.milestones),

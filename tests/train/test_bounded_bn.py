@@ -33,7 +33,8 @@ def test_formula_and_theta_init():
     torch.manual_seed(0)
     bn = BoundedBatchNorm2d(64)
     assert not hasattr(bn, "bias") or getattr(bn, "bias", None) is None
-    assert abs(float(bn.theta.mean())) < 0.4 and 0.7 < float(bn.theta.std()) < 1.3
+    theta = bn.theta.detach()
+    assert abs(float(theta.mean())) < 0.4 and 0.7 < float(theta.std()) < 1.3
     bn.running_mean.uniform_(-1, 1)
     bn.running_var.uniform_(0.5, 2)
     bn.eval()

@@ -93,6 +93,7 @@ def test_train_then_prune_end_to_end(tmp_path):
     [
         (["train", "--data", "cifar10:/no/such/dir", "--epochs", "1"], "CIFAR folder not found"),
         (["train", "--method", "ucs", "--strength", "0.1", "--epochs", "1"], "ucs trains without"),
+        (["train", "--milestones", "0.5,2", "--epochs", "1"], "--milestones"),
         (
             ["export", "/no/such.pt", "-o", "m.onnx", "--importances", "i.json"],
             "checkpoint not found",

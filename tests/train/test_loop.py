@@ -110,14 +110,15 @@ def test_any_module_trains_through_the_swap(bundle):
         nn.Flatten(),
         nn.Linear(8, 10),
     )
-    theta_before = None
     res = fit(
         TrainConfig(**{**TINY, "method": "rni", "epochs": 1, "max_steps_per_epoch": 2}),
         model=net,
         bundle=bundle,
     )
     ((name, bn),) = bounded_modules(res.model)
-    assert name == "1" and theta_before is None and bn.theta.shape == (8,)
+    assert name == "1" and bn.theta.shape == (8,)
+    assert res.history[0]["reg"] > 0  # the receding regulariser acted on the swapped layer
+    assert sum(res.history[0]["importance_histogram"]["counts"]) == 8
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,11 @@ def test_resnet56_as_in_the_paper():
     model = build_model("resnet56")
     blocks = [m for m in model.modules() if type(m).__name__ == "BasicBlock"]
     assert len(blocks) == 27 and len(_bns(model)) == 55
-    assert [model.layer1[0].conv1.out_channels, model.layer2[0].conv1.out_channels,
-            model.layer3[0].conv1.out_channels] == [16, 32, 64]
+    assert [
+        model.layer1[0].conv1.out_channels,
+        model.layer2[0].conv1.out_channels,
+        model.layer3[0].conv1.out_channels,
+    ] == [16, 32, 64]
     assert len(model.prune_candidates) == 27
     assert all(p.endswith(".bn1") and p.startswith("layer") for p in model.prune_candidates)
 
