@@ -8,7 +8,8 @@ Steps:
    BatchNorm: its node is what the importances name;
 3. export with the dynamo or TorchScript exporter, batch axis dynamic, as one file unless the
    weights pass 2 GB; TorchScript's shared folded-bias initializers (Identity nodes) are
-   given their own copies so that each conv owns its parameters;
+   given their own copies so that each conv owns its parameters, and Constant nodes become
+   initializers;
 4. key each importance vector by the producing node's name in the file: the BatchNorm's module
    path is looked up first (a dynamo-fused Conv carries it; an unfused BatchNormalization leads
    to its input's Conv), then the conv's module path (TorchScript folds BN away);
@@ -137,6 +138,26 @@ def _untie_identity_initializers(model: onnx.ModelProto) -> int:
     return n
 
 
+def _lift_constants(model: onnx.ModelProto) -> int:
+    """Turn ``Constant`` nodes holding a tensor into initializers (the pads of a Pad, say)."""
+    keep, n = [], 0
+    for node in model.graph.node:
+        attr = (
+            node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        )
+        if attr is not None and attr.name == "value" and node.domain in ("", "ai.onnx"):
+            t = copy.deepcopy(attr.t)
+            t.name = node.output[0]
+            model.graph.initializer.append(t)
+            n += 1
+        else:
+            keep.append(node)
+    if n:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return n
+
+
 def _producer_node(index: KeyIndex, key: str) -> ir.Node | None:
     try:
         node = index.resolve(key).node
@@ -196,6 +217,7 @@ def export_model(
         proto = onnx.load(str(raw))
         if _untie_identity_initializers(proto):
             log.debug("gave shared initializers their own copies")
+        _lift_constants(proto)
         staged = tmp / onnx_path.name
         onnx.save(
             proto,

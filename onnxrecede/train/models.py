@@ -64,6 +64,29 @@ class VGG16(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class _ChannelPad(torch.autograd.Function):
+    """Zero-pads the channel axis; exports to TorchScript as one Pad with constant pads.
+
+    TorchScript's own ``F.pad`` export computes the pads at run time (ConstantOfShape, Concat,
+    Slice, Transpose, Cast), which constant folding cannot remove; the dynamo exporter does not
+    use this class.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.lo, ctx.c = lo, x.shape[1]
+        return F.pad(x, (0, 0, 0, 0, lo, hi))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def,override]
+        return grad[:, ctx.lo : ctx.lo + ctx.c], None, None
+
+    @staticmethod
+    def symbolic(g, x, lo: int, hi: int):  # type: ignore[no-untyped-def]
+        pads = torch.tensor([0, lo, 0, 0, 0, hi, 0, 0], dtype=torch.int64)
+        return g.op("Pad", x, g.op("Constant", value_t=pads), mode_s="constant")
+
+
 class OptionAShortcut(nn.Module):
     """Strided subsample + zero-padded channels (no parameters)."""
 
@@ -76,6 +99,10 @@ class OptionAShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride != 1:
             x = F.max_pool2d(x, kernel_size=1, stride=self.stride)
+        if torch.jit.is_tracing():  # the TorchScript exporter
+            out = _ChannelPad.apply(x, self.pad_lo, self.pad_hi)
+            assert isinstance(out, torch.Tensor)
+            return out
         return F.pad(x, (0, 0, 0, 0, self.pad_lo, self.pad_hi))
 
 

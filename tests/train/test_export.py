@@ -83,10 +83,16 @@ def test_vgg_export_both_exporters(tmp_path, method, exporter):
     assert sum(n.op_type == "BatchNormalization" for n in proto.graph.node) == 0  # folded
 
 
-def test_resnet_export_all_layers_dynamo(tmp_path):
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_resnet_export_all_layers(tmp_path, exporter):
     model = _trained_like("resnet20", "rni")
-    _, res = _check(tmp_path, model, "rni", "dynamo", all_layers=True)
+    proto, res = _check(tmp_path, model, "rni", exporter, all_layers=True)
     assert len(res.keys) == 19  # stem + 2 per block
+    pads = [n for n in proto.graph.node if n.op_type == "Pad"]
+    assert len(pads) == 2  # the two option-A shortcuts, with constant pads
+    inits = {t.name for t in proto.graph.initializer}
+    consts = {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    assert all(p.input[1] in inits | consts for p in pads)
 
 
 def test_resnet_default_keys_are_the_authors_candidates():
