@@ -84,8 +84,8 @@ def test_l1_regulariser_and_importances():
             torch.nn.init.uniform_(m.weight, -1, 1)
     gammas = torch.cat([m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
     reg = Regularizer("l1", 1e-4)(model)
-    assert reg is not None and float(reg) == pytest.approx(
-        1e-4 * float(gammas.abs().sum()), rel=1e-6
+    assert reg is not None and float(reg.detach()) == pytest.approx(
+        1e-4 * float(gammas.detach().abs().sum()), rel=1e-6
     )
     imps = channel_importances(model, "l1")
     assert torch.equal(torch.cat(list(imps.values())), gammas.detach().abs())
