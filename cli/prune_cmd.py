@@ -25,9 +25,6 @@ def _check_paths(model: str, output: str) -> None:
         )
     if dst.with_name(dst.name + ".data") == src or dst.is_dir():
         raise InputError(f"output {output} is not a usable file path; choose another -o path")
-    data_files = {p.resolve() for p in src.parent.glob("*.data")}
-    if dst.with_name(dst.name + ".data") in data_files and dst.parent == src.parent:
-        logger.debug("output's external data name is free unless the model is large")
 
 
 @click.command("prune")
