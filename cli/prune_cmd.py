@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,6 @@ import click
 from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
 
 from onnxrecede.errors import InputError
-
-logger = logging.getLogger("onnxrecede")
 
 
 def _check_paths(model: str, output: str) -> None:

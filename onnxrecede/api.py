@@ -133,9 +133,7 @@ def prune(
     analysis = analyze(m, progress)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = _scores(m, imp)
-    unused = [
-        key for key, (v) in ((k, v) for v, (k, _) in scores.items()) if analysis.ctx.view(v) is None
-    ]
+    unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
     plan = make_plan(analysis, scores, policy)
@@ -148,7 +146,7 @@ def prune(
     if verify:
         if progress is not None:
             progress("verify", 0, 1)
-        verification = run_verification(None, m, masked, input_shapes, atol, rtol).to_dict()
+        verification = run_verification(m, masked, input_shapes, atol, rtol).to_dict()
         if progress is not None:
             progress("verify", 1, 1)
     prunable = sum(g.size for g in groups if g.status in ("pruned", "kept"))

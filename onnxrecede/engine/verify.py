@@ -124,7 +124,6 @@ def check_consistency(model: ir.Model) -> list[str]:
 
 
 def verify(
-    original: ir.Model | None,
     pruned: ir.Model,
     masked: ir.Model | None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,

@@ -24,7 +24,7 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -123,35 +123,45 @@ def _export_file(
 def _untie_identity_initializers(model: onnx.ModelProto) -> int:
     """Replace ``Identity(initializer)`` nodes by a copy of the initializer under the output name."""
     inits = {t.name: t for t in model.graph.initializer}
-    keep, n = [], 0
-    for node in model.graph.node:
-        if node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in inits:
-            t = copy.deepcopy(inits[node.input[0]])
-            t.name = node.output[0]
-            model.graph.initializer.append(t)
-            n += 1
-        else:
-            keep.append(node)
-    if n:
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
-    return n
+
+    def source(node: onnx.NodeProto) -> onnx.TensorProto | None:
+        if node.op_type == "Identity" and len(node.input) == 1:
+            return inits.get(node.input[0])
+        return None
+
+    return _nodes_to_initializers(model, source)
 
 
 def _lift_constants(model: onnx.ModelProto) -> int:
     """Turn ``Constant`` nodes holding a tensor into initializers (the pads of a Pad, say)."""
+
+    def source(node: onnx.NodeProto) -> onnx.TensorProto | None:
+        if (
+            node.op_type != "Constant"
+            or len(node.attribute) != 1
+            or node.domain not in ("", "ai.onnx")
+        ):
+            return None
+        attr = node.attribute[0]
+        return attr.t if attr.name == "value" else None
+
+    return _nodes_to_initializers(model, source)
+
+
+def _nodes_to_initializers(
+    model: onnx.ModelProto, source: Callable[[onnx.NodeProto], onnx.TensorProto | None]
+) -> int:
+    """Replace each node for which ``source`` gives a tensor by a copy named as its output."""
     keep, n = [], 0
     for node in model.graph.node:
-        attr = (
-            node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
-        )
-        if attr is not None and attr.name == "value" and node.domain in ("", "ai.onnx"):
-            t = copy.deepcopy(attr.t)
-            t.name = node.output[0]
-            model.graph.initializer.append(t)
-            n += 1
-        else:
+        tensor = source(node)
+        if tensor is None:
             keep.append(node)
+            continue
+        t = copy.deepcopy(tensor)
+        t.name = node.output[0]
+        model.graph.initializer.append(t)
+        n += 1
     if n:
         del model.graph.node[:]
         model.graph.node.extend(keep)

@@ -10,16 +10,12 @@ from onnxrecede.engine.context import AnalysisContext
 
 
 def opset(node: ir.Node) -> int:
-    graph = node.graph
-    while graph is not None and not isinstance(graph, ir.Graph):
-        graph = getattr(graph, "graph", None)
+    """The default-domain opset a node runs under (the latest we know of if none is declared)."""
     if node.version is not None:
         return int(node.version)
-    if graph is not None:
-        v = graph.opset_imports.get("", graph.opset_imports.get("ai.onnx"))
-        if v is not None:
-            return int(v)
-    return 21
+    imports = node.graph.opset_imports if node.graph is not None else {}
+    version = imports.get("", imports.get("ai.onnx"))
+    return int(version) if version is not None else 21
 
 
 def normalize_axis(axis: int, rank: int) -> int:

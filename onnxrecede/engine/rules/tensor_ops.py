@@ -526,10 +526,6 @@ class ResizeRule(Rule):
                 return "its scales are computed at run time"
         if scales is not None and scales.size and scales.ravel()[xv.axis] != 1:
             return "it rescales the channel axis"
-        if len(node.inputs) > 3 and node.inputs[3] is not None and node.op_type == "Resize":
-            sizes = ctx.constant(node.inputs[3])
-            if sizes is None and "axes" not in node.attributes:
-                pass  # computed sizes normally come from Shape and follow the channels
         ctx.set_view(node.outputs[0], xv.axis, xv.labels)
         return None
 
