@@ -102,7 +102,7 @@ def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
     "--data",
     default="synthetic",
     show_default=True,
-    help="synthetic[:N] | cifar10:DIR | cifar100:DIR | folder:DIR",
+    help="synthetic[:N] | digits | cifar10:DIR | cifar100:DIR | folder:DIR",
 )
 @click.option("--epochs", type=int, default=160, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)

@@ -8,7 +8,11 @@ Sources (``--data``):
    that only builds numpy arrays, so a crafted file cannot run code;
 3. ``folder:DIR``: ImageFolder layout, ``DIR/train/CLASS/*`` and optionally ``DIR/test/CLASS/*``
    (or just ``DIR/CLASS/*``, test split held out); images read with Pillow (png, jpg, ...) or
-   as ``.npy`` arrays (HxWxC or CxHxW, uint8), resized to 32x32.
+   as ``.npy`` arrays (HxWxC or CxHxW, uint8), resized to 32x32;
+4. ``digits``: scikit-learn's bundled handwritten digits (1,797 real images, 10 classes),
+   upsampled to 3x32x32 floats in [0, 1], with the fixed train / validation / test split of
+   :mod:`onnxrecede.digits` (1,257 / 180 / 360; ``--val-fraction`` does not apply). Augmented
+   by random crops only: a flipped digit is not the same digit.
 
 A validation split is always held out of the training images: the best epoch is chosen on it.
 """
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnxrecede.data import cifar_arrays
 from onnxrecede.errors import InputError
 from onnxrecede.train.synthetic import make_synthetic
 
@@ -38,7 +42,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass
 class ImageSet:
-    images: torch.Tensor  # uint8, N x C x H x W
+    images: torch.Tensor  # uint8 (0..255) or float32 in [0, 1], N x C x H x W
     labels: torch.Tensor  # int64, N
 
     def __len__(self) -> int:
@@ -57,6 +61,7 @@ class DataBundle:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    flip: bool = True  # horizontal flips in the augmentation
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -67,59 +72,20 @@ class DataBundle:
 # ----------------------------------------------------------------------------- sources
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Builds the dicts, lists, bytes and numpy arrays of the CIFAR pickles, nothing else."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str):  # type: ignore[no-untyped-def]
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def _read_cifar_pickle(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"CIFAR file not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            data = _ArrayOnlyUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        raise InputError(f"{path} is not a CIFAR python-format pickle: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path} is not a CIFAR python-format pickle (no dict inside)")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
-
-
-def _cifar_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    d = _read_cifar_pickle(path)
-    if "data" not in d or label_key not in d:
-        raise InputError(f"{path}: expected keys 'data' and '{label_key}'")
-    x = np.asarray(d["data"], dtype=np.uint8)
-    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
-        raise InputError(f"{path}: 'data' must be N x 3072 uint8, got shape {x.shape}")
-    return x.reshape(-1, 3, 32, 32), np.asarray(d[label_key], dtype=np.int64)
-
-
 def load_cifar(kind: str, root: str | os.PathLike[str]) -> tuple[ImageSet, ImageSet, int]:
     """Train and test sets of a local CIFAR-10 or CIFAR-100 python-format folder."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"CIFAR folder not found: {root} (onnxrecede never downloads data)")
     if kind == "cifar10":
-        parts = [_cifar_arrays(root / f"data_batch_{i}", "labels") for i in range(1, 6)]
+        parts = [cifar_arrays(root / f"data_batch_{i}", "labels") for i in range(1, 6)]
         xtr = np.concatenate([p[0] for p in parts])
         ytr = np.concatenate([p[1] for p in parts])
-        xte, yte = _cifar_arrays(root / "test_batch", "labels")
+        xte, yte = cifar_arrays(root / "test_batch", "labels")
         classes = 10
     else:
-        xtr, ytr = _cifar_arrays(root / "train", "fine_labels")
-        xte, yte = _cifar_arrays(root / "test", "fine_labels")
+        xtr, ytr = cifar_arrays(root / "train", "fine_labels")
+        xte, yte = cifar_arrays(root / "test", "fine_labels")
         classes = 100
     bad = int(((ytr < 0) | (ytr >= classes)).sum() + ((yte < 0) | (yte >= classes)).sum())
     if bad:
@@ -211,7 +177,7 @@ def _split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageS
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = images.float() / 255.0
+    x = to_unit(images)
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
@@ -223,6 +189,8 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataBundle
     if not 0 < val_fraction < 1:
         raise InputError(f"the validation fraction must be in (0, 1), got {val_fraction}")
     test: ImageSet | None
+    if kind == "digits":
+        return load_digits_bundle(arg)
     if kind == "synthetic":
         try:
             n = int(arg) if arg else 5000
@@ -245,7 +213,8 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataBundle
         train_all, test, classes = load_folder(arg, seed=seed)
     else:
         raise InputError(
-            f"unknown data source '{spec}'; use synthetic[:N], cifar10:DIR, cifar100:DIR or folder:DIR"
+            f"unknown data source '{spec}'; use synthetic[:N], digits, cifar10:DIR, "
+            "cifar100:DIR or folder:DIR"
         )
     train, val = _split(train_all, val_fraction, seed)
     mean: tuple[float, ...]
@@ -265,30 +234,64 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataBundle
     return DataBundle(kind, train, val, test, classes, mean, std)
 
 
+def load_digits_bundle(arg: str = "") -> DataBundle:
+    """``--data digits``: the fixed splits of :mod:`onnxrecede.digits`, float images in [0, 1]."""
+    from onnxrecede.digits import NUM_CLASSES, load_digits_split
+
+    if arg:
+        raise InputError(f"--data digits takes no argument, got 'digits:{arg}'")
+    sets = {}
+    for split in ("train", "val", "test"):
+        x, y = load_digits_split(split)
+        sets[split] = ImageSet(torch.from_numpy(x), torch.from_numpy(y))
+    mean, std = _channel_stats(sets["train"].images)
+    log.info(
+        "data digits: %d train, %d val, %d test, %d classes",
+        len(sets["train"]),
+        len(sets["val"]),
+        len(sets["test"]),
+        NUM_CLASSES,
+    )
+    return DataBundle(
+        "digits", sets["train"], sets["val"], sets["test"], NUM_CLASSES, mean, std, flip=False
+    )
+
+
 # ----------------------------------------------------------------------------- batches
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (0..255) or float ([0, 1]) images as float in [0, 1]."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 def normalize(
     images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
     """uint8 or [0,1] float N x C x H x W -> normalised float."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    x = to_unit(images)
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of a uint8 batch, vectorised."""
-    x = images.float() / 255.0
+def augment(
+    images: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True
+) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip of a batch, vectorised.
+
+    Takes uint8 or [0, 1] float images, returns floats in [0, 1]. With ``flip=False`` the
+    same random numbers are drawn, none of them flips.
+    """
+    x = to_unit(images)
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
+    flips = (torch.rand(n, generator=generator) < 0.5) & flip
     rows = oy[:, None] + torch.arange(h)[None]
     cols = torch.arange(w)[None].expand(n, w)
-    cols = torch.where(flip[:, None], cols.flip(1), cols) + ox[:, None]
+    cols = torch.where(flips[:, None], cols.flip(1), cols) + ox[:, None]
     return padded[
         torch.arange(n)[:, None, None, None],
         torch.arange(c)[None, :, None, None],

@@ -145,7 +145,7 @@ def _batch(
     gen: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     imgs = data.images[idx]
-    x = augment(imgs, gen) if gen is not None else imgs
+    x = augment(imgs, gen, flip=bundle.flip) if gen is not None else imgs
     return normalize(x, bundle.mean, bundle.std).to(device), data.labels[idx].to(device)
 
 
