@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+from onnxrecede_cli.common import (
+    POSITIVE,
+    TOLERANCE,
+    echo_json,
+    guard_paths,
+    handle_errors,
+    progress_callback,
+    setup_logging,
+)
 
 from onnxrecede._io import atomic_write_text
 from onnxrecede.bench import BenchOptions, BenchResult, benchmark, format_comparison
@@ -62,7 +70,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 @click.option("--runs", type=int, default=None, help="Timed runs per model.")
 @click.option(
     "--seconds",
-    type=float,
+    type=POSITIVE,
     default=None,
     help="Time each configuration for this long instead (default 5 s).",
 )
@@ -94,15 +102,15 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 )
 @click.option(
     "--atol",
-    type=float,
+    type=TOLERANCE,
     default=1e-5,
     show_default=True,
     help="Agreement tolerance: an element fails if abs diff > atol AND rel > rtol.",
 )
-@click.option("--rtol", type=float, default=1e-5, show_default=True)
+@click.option("--rtol", type=TOLERANCE, default=1e-5, show_default=True)
 @click.option(
     "--fail-below",
-    type=float,
+    type=POSITIVE,
     default=None,
     metavar="SPEEDUP",
     help=f"Exit {EXIT_TOO_SLOW} when the measured speedup is below this (CI gate).",
@@ -155,6 +163,10 @@ def bench(
         raise InputError("--fail-below needs two models: a reference and a candidate")
     if inputs is not None and batch != "1":
         raise InputError("--inputs fixes the batch by its arrays; drop --batch")
+    from onnxrecede.paths import model_reads
+
+    reads = [r for m in models for r in model_reads(m)]
+    guard_paths([*reads, ("--inputs", inputs)], [("--json", json_out)])
     extra: dict[str, Any] = {"trt_cache_dir": Path(trt_cache)} if trt_cache else {}
     options = BenchOptions(
         providers=tuple(p for p in providers.split(",") if p.strip()),

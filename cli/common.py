@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,25 +24,56 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit code for a bug in onnxrecede itself (an unexpected exception).
 EXIT_INTERNAL = 70
+#: Exit codes of an interrupted command (128 + signal number, as shells report them).
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt so every ``finally`` cleans up."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def handle_errors(fn: F) -> F:
-    """Turn user-caused errors into one line on stderr and a non-zero exit code, no traceback."""
+    """Turn user-caused errors into one line on stderr and a non-zero exit code, no traceback.
+
+    SIGTERM is turned into an exception for the duration of the command, so that scratch files
+    are removed on the way out (exit 143; SIGINT exits 130). ``OSError`` on a user's path is a
+    user error (exit 2), not a bug.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
             return fn(*args, **kwargs)
         except OnnxRecedeError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(str(e))}", err=True)
             sys.exit(e.exit_code)
+        except Terminated:
+            click.echo("error: terminated (SIGTERM); unfinished outputs were discarded", err=True)
+            sys.exit(EXIT_SIGTERM)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            click.echo("error: interrupted; unfinished outputs were discarded", err=True)
+            sys.exit(EXIT_SIGINT)
         except click.exceptions.Exit:
             raise
         except click.ClickException:
             raise
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            click.echo(f"error: cannot access{where}: {e.strerror or e}", err=True)
+            sys.exit(2)
         except Exception as e:
             if os.environ.get("ONNXRECEDE_DEBUG"):
                 raise
@@ -51,8 +84,60 @@ def handle_errors(fn: F) -> F:
                 err=True,
             )
             sys.exit(EXIT_INTERNAL)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that no value can switch off: NaN and infinities are refused, and so is
+    anything below ``minimum`` (or equal to it when ``exclusive``)."""
+
+    name = "number"
+
+    def __init__(self, minimum: float | None = None, exclusive: bool = False) -> None:
+        self.minimum = minimum
+        self.exclusive = exclusive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"'{value}' is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        if self.minimum is not None:
+            low = number <= self.minimum if self.exclusive else number < self.minimum
+            if low:
+                bound = f"greater than {self.minimum:g}" if self.exclusive else f"at least {self.minimum:g}"
+                self.fail(f"{value} is out of range; it must be {bound}", param, ctx)
+        return number
+
+
+#: tolerances: finite and >= 0
+TOLERANCE = FiniteFloat(minimum=0.0)
+#: speedup bars, fractions of a budget: finite and > 0
+POSITIVE = FiniteFloat(minimum=0.0, exclusive=True)
+#: any finite number
+FINITE = FiniteFloat()
+
+
+def guard_paths(
+    reads: list[tuple[str, str | os.PathLike[str] | None]],
+    writes: list[tuple[str, str | os.PathLike[str] | None]],
+) -> None:
+    """Before any work: refuse writes that would touch a read or another write (exit 2)."""
+    from onnxrecede.paths import check_paths
+
+    check_paths(
+        [(r, p) for r, p in reads if p is not None and p != "-"],
+        [(r, p) for r, p in writes if p is not None and p != "-"],
+    )
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:

@@ -1,37 +1,150 @@
-"""Atomic file output: nothing is lost or half-written, inputs are never touched."""
+"""Atomic file output: nothing is lost or half-written, inputs are never touched.
+
+Every file is first written into a scratch folder beside its target (same file system, so
+:func:`os.replace` is atomic) and moved into place only when complete. :class:`Outputs` does the
+same for several files together: a command stages all of them, and they are moved into place
+at the end, with SIGINT/SIGTERM held back during the moves, so an interrupted command leaves
+either every output or none, and no temporary file.
+
+An ``OSError`` while writing names the user's path, not the scratch folder
+(:class:`OutputError`, exit code 2).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+
+from onnxrecede.errors import InputError
+
+SCRATCH_PREFIX = ".onnxrecede-"
+
+
+class OutputError(InputError):
+    """An output cannot be written (a missing or read-only folder, a full disk, ...)."""
+
+
+def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
+    reason = err.strerror or str(err)
+    return OutputError(f"cannot write {os.fspath(path)}: {reason}; choose a writable path")
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A scratch folder beside ``target``; files written there are moved into place by the caller.
 
-    Being on the same file system makes :func:`os.replace` atomic. The folder is removed afterwards.
+    Being on the same file system makes :func:`os.replace` atomic. The folder is removed
+    afterwards, also when the caller fails or is interrupted.
     """
     parent = Path(target).resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".onnxrecede-", dir=parent) as tmp:
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent)
+    except OSError as e:
+        raise output_error(target, e) from None
+    try:
         yield Path(tmp)
+    except OSError as e:
+        if e.filename is not None and str(e.filename).startswith(tmp):
+            raise output_error(target, e) from None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
-    with atomic_dir(path) as tmp:
-        part = tmp / Path(path).name
-        part.write_text(text, encoding="utf-8")
-        os.replace(part, path)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_dir(path) as tmp:
         part = tmp / Path(path).name
-        part.write_bytes(data)
-        os.replace(part, path)
+        try:
+            part.write_bytes(data)
+        except OSError as e:
+            raise output_error(path, e) from None
+        replace_into(part, Path(path))
+
+
+def replace_into(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        raise output_error(dst, e) from None
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered on exit), so a short critical step completes."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):  # not the main thread, or no pthreads
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class Outputs:
+    """Stage several output files and move them into place together.
+
+    ``staged(path)`` gives the path to write instead of ``path``: a file of the same name in a
+    scratch folder beside ``path`` (so an external-data reference written into a model stays
+    right). ``commit()`` moves every staged file into place; leaving the ``with`` block
+    without committing (an error, an interrupt) removes the scratch folders and leaves the
+    targets untouched.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path, Path] = {}
+        self._stack = contextlib.ExitStack()
+        self._pending: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+    def staged(self, path: str | os.PathLike[str]) -> Path:
+        target = Path(os.fspath(path)).absolute()
+        parent = target.parent
+        if parent not in self._dirs:
+            self._dirs[parent] = self._stack.enter_context(atomic_dir(target))
+        staged = self._dirs[parent] / target.name
+        self._pending.append((staged, target))
+        return staged
+
+    def write_text(self, path: str | os.PathLike[str], text: str) -> None:
+        staged = self.staged(path)
+        try:
+            staged.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise output_error(path, e) from None
+
+    def commit(self) -> list[Path]:
+        """Move every staged file that exists into place; returns the targets written."""
+        done = []
+        with signals_held():
+            for staged, target in self._pending:
+                if staged.exists():
+                    replace_into(staged, target)
+                    done.append(target)
+        self._pending.clear()
+        return done

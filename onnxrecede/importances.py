@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import json
 import math
 import os
@@ -104,11 +105,11 @@ def importances_from_dict(data: Any, source: str | None = None) -> Importances:
         )
     producer: dict[str, Any] = {}
     if "format" in data or "importances" in data:
-        if data.get("format") != FORMAT:
+        if "format" in data and data["format"] != FORMAT:
             raise ImportancesError(
                 f"importances{_where(source)}: 'format' is {data.get('format')!r}, expected '{FORMAT}'"
             )
-        if data.get("version") != VERSION:
+        if "version" in data and data["version"] != VERSION:
             raise ImportancesError(
                 f"importances{_where(source)}: version {data.get('version')!r} is not supported "
                 f"(this onnxrecede reads version {VERSION})"
@@ -145,17 +146,36 @@ def load_importances(
             text = f.read()
     except FileNotFoundError:
         raise ImportancesError(f"importances file not found: {path}") from None
+    except IsADirectoryError:
+        raise ImportancesError(f"importances {path} is a folder; give a JSON file") from None
+    except UnicodeDecodeError:
+        raise ImportancesError(
+            f"importances file {path} is not text (binary data, or not UTF-8); give the JSON "
+            "file written by `onnxrecede importances` or the trainer"
+        ) from None
     except OSError as e:
         raise ImportancesError(f"cannot read importances file {path}: {e.strerror}") from None
     if not text.strip():
         raise ImportancesError(f"importances file {path} is empty")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=functools.partial(_no_duplicates, path))
     except json.JSONDecodeError as e:
         raise ImportancesError(
             f"importances file {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
         ) from None
     return importances_from_dict(data, source=path)
+
+
+def _no_duplicates(path: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique (``json`` would let the last copy win silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ImportancesError(
+                f"importances file {path}: key '{key}' appears more than once; keep one copy"
+            )
+        out[key] = value
+    return out
 
 
 def save_importances(
@@ -192,13 +212,24 @@ def module_paths(node: ir.Node) -> list[str]:
             return paths[:1]
     name = node.name or ""
     if name.startswith("/"):
-        mods = [p for p in name.split("/")[1:-1] if p]
-        if len(mods) == 1:
-            paths.append(mods[0])
-        elif len(mods) >= 2:
-            last, parent = mods[-1], mods[-2]
-            paths.append(last if last.startswith(parent + ".") else f"{parent}.{last}")
+        path = torchscript_module_path([p for p in name.split("/")[1:-1] if p])
+        if path:
+            paths.append(path)
     return paths
+
+
+def torchscript_module_path(scopes: Sequence[str]) -> str:
+    """The module path from TorchScript's scope levels, one level per module.
+
+    TorchScript names each level by the module's qualified name cut back to its last
+    non-numeric part (``layer2.0`` for a block of ``layer2``, ``downsample.0`` for the conv of
+    ``layer2.0.downsample``), so each level below the first adds exactly its last part:
+    ``/layer2/layer2.0/downsample/downsample.0/Conv`` -> ``layer2.0.downsample.0``, and
+    ``/features/denseblock1/denselayer1/conv1/Conv`` -> ``features.denseblock1.denselayer1.conv1``.
+    """
+    if not scopes:
+        return ""
+    return ".".join([scopes[0], *(level.rsplit(".", 1)[-1] for level in scopes[1:])])
 
 
 def _weight_name(node: ir.Node) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from onnxrecede._io import atomic_dir
+from onnxrecede._io import atomic_dir, output_error, replace_into, signals_held
 from onnxrecede.errors import InputError
 
 #: protobuf cannot serialise a model over 2 GiB: larger ones are saved with external data
@@ -24,12 +24,20 @@ def load_model(source: ModelSource) -> ir.Model:
     if isinstance(source, onnx.ModelProto):
         return ir.serde.deserialize_model(source)
     path = Path(os.fspath(source))
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"model file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"model {path} is not a file; give the path of an .onnx file")
+    if path.stat().st_size == 0:
+        raise InputError(f"model file {path} is empty (0 bytes); re-export or copy it again")
     try:
         model = ir.load(path)
     except Exception as e:  # protobuf raises DecodeError, onnx-ir ValueError, ...
         raise InputError(f"cannot read {path} as an ONNX model: {e}") from None
+    if not model.opset_imports and len(model.graph) == 0 and not model.graph.outputs:
+        raise InputError(
+            f"{path} is not an ONNX model (no opset, no nodes, no outputs); check the file"
+        )
     _check_external_data(model, path)
     return model
 
@@ -82,11 +90,16 @@ def save_model(
     written = [target]
     with atomic_dir(target) as tmp:
         tmp_model = tmp / target.name
-        if external:
-            ir.save(model, tmp_model, external_data=data_name)
-            os.replace(tmp / data_name, target.parent / data_name)
-            written.append(target.parent / data_name)
-        else:
-            ir.save(model, tmp_model)
-        os.replace(tmp_model, target)
+        try:
+            if external:
+                ir.save(model, tmp_model, external_data=data_name)
+            else:
+                ir.save(model, tmp_model)
+        except OSError as e:
+            raise output_error(target, e) from None
+        with signals_held():
+            if external:
+                replace_into(tmp / data_name, target.parent / data_name)
+                written.append(target.parent / data_name)
+            replace_into(tmp_model, target)
     return written

@@ -128,6 +128,13 @@ def resolve_input_shape(
             raise InputError(
                 f"--shape {name}: gives {len(shape)} dims but the model input has rank {len(dims)}"
             )
+        fixed = [(i, d) for i, d in enumerate(dims) if isinstance(d, int) and d > 0]
+        if any(shape[i] != d for i, d in fixed):
+            model_shape = "x".join(str(d) if isinstance(d, int) and d > 0 else "N" for d in dims)
+            raise InputError(
+                f"--shape {name}:{'x'.join(map(str, shape))} conflicts with the model input "
+                f"'{name}', whose shape is {model_shape}; only its dynamic dims (N) can be bound"
+            )
         return shape
     out: list[int] = []
     for i, d in enumerate(dims):
@@ -142,6 +149,22 @@ def resolve_input_shape(
                 + "x".join(str(x) if isinstance(x, int) and x > 0 else "N" for x in dims)
             )
     return tuple(out)
+
+
+def check_shape_specs(
+    inputs: Sequence[tuple[str, Sequence[Any]]], shapes: Mapping[str, Sequence[int]] | None
+) -> None:
+    """Refuse ``--shape`` bindings that name no input or contradict a static dim, before work."""
+    names = [name for name, _ in inputs]
+    for name in shapes or {}:
+        if name not in names:
+            raise InputError(
+                f"--shape names '{name}', which is not a model input; model inputs: "
+                f"{', '.join(names)}"
+            )
+    for name, dims in inputs:
+        if shapes and name in shapes:
+            resolve_input_shape(name, dims, shapes, 1)
 
 
 def random_inputs(

@@ -55,7 +55,15 @@ def feed_shapes(
 def seeded_feeds(
     session: Any, shapes: Mapping[str, Sequence[int]], batch: int, seed: int
 ) -> dict[str, np.ndarray]:
-    return random_inputs(session, shapes, batch=batch, seed=seed)
+    feeds = random_inputs(session, shapes, batch=batch, seed=seed)
+    if batch != 1 and not any(a.ndim and a.shape[0] == batch for a in feeds.values()):
+        fixed = ", ".join(f"'{n}' {list(a.shape)}" for n, a in feeds.items())
+        raise InputError(
+            f"--batch {batch}: no model input can take batch {batch}, the batch dimension is "
+            f"fixed (inputs: {fixed}); export the model with a dynamic batch axis, or bench "
+            "the batch it has"
+        )
+    return feeds
 
 
 def load_npz_feeds(path: str | os.PathLike[str], session: Any) -> dict[str, np.ndarray]:
