@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.cost import count_cost
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
+from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.verify import verify as run_verification
+from onnxrecede.errors import InputError
 from onnxrecede.importances import Importances, load_importances, resolve_importances
 from onnxrecede.model_io import ModelSource, load_model
 from onnxrecede.reports import GroupSummary, InspectReport, PruneReport
@@ -84,6 +87,47 @@ def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str,
     return removed
 
 
+def _choose_plan(
+    analysis: Analysis,
+    scores: dict[ir.Value, tuple[str, np.ndarray]],
+    base: Policy,
+    ratio: float | str | None,
+    target_macs: float | None,
+    target_params: float | None,
+    before: Any,
+) -> tuple[Plan, Policy, dict[str, Any]]:
+    """The plan for a fixed policy, ``ratio="auto"``, or a MAC / params target."""
+    from onnxrecede.engine import targets
+
+    if ratio == "auto":
+        cut = targets.auto_threshold(
+            targets.prunable_importances(analysis, scores, base.aggregate)
+        )
+        if base.scope == "local":
+            policy = dataclasses.replace(base, ratio=cut.fraction_below, threshold=None)
+        else:
+            policy = dataclasses.replace(base, ratio=None, threshold=cut.threshold)
+        logger.info(
+            "ratio auto: threshold %.6g at the valley between modes %.4g and %.4g "
+            "(Ashman's D %.2f); %.1f%% of the prunable channels lie below it",
+            cut.threshold, cut.means[0], cut.means[1], cut.separation,
+            100 * cut.fraction_below,
+        )  # fmt: skip
+        return make_plan(analysis, scores, policy), policy, {"auto": cut.to_dict()}
+    if target_macs is not None or target_params is not None:
+        metric, fraction = ("macs", target_macs) if target_macs is not None else ("params", target_params)
+        assert fraction is not None
+        result = targets.search_target(
+            analysis, scores, base, build_cost_model(analysis, before), metric, fraction
+        )
+        return result.plan, result.policy, {
+            f"target_{metric}": fraction,
+            "search": {"metric": metric, "estimate_macs": result.estimate[0],
+                       "estimate_params": result.estimate[1], "steps": result.steps},
+        }  # fmt: skip
+    return make_plan(analysis, scores, base), base, {}
+
+
 def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
     """Channel groups of a model, their members, barriers and (optionally) importances."""
     m = load_model(model)
@@ -105,11 +149,16 @@ def prune(
     model: ModelSource,
     importances: ImportancesSource,
     *,
-    ratio: float | None = None,
+    ratio: float | Literal["auto"] | None = None,
     threshold: float | None = None,
     scope: str = "global",
     aggregate: str = "max",
     min_channels: int = 1,
+    round_to: int = 1,
+    target_macs: float | None = None,
+    target_params: float | None = None,
+    target_speedup: float | None = None,
+    speedup_search: Mapping[str, Any] | None = None,
     verify: bool = True,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     atol: float = 1e-5,
@@ -118,16 +167,50 @@ def prune(
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
 
-    ``ratio`` (default 0.5 when no ``threshold`` is given) is the fraction of scored prunable
-    channels removed, globally or per group (``scope="local"``). The input is never modified.
-    With ``verify`` (default) the result is checked (checker, per-op consistency, an ONNX
-    Runtime run, equality with the masked reference) and :class:`VerificationError` is raised
-    on failure.
+    How much is removed, exactly one of (``ratio=0.5`` when none is given):
+
+    - ``ratio``: the fraction of scored prunable channels removed, globally or per group
+      (``scope="local"``); ``"auto"`` thresholds at the valley of bimodal importances;
+    - ``threshold``: remove channels whose importance is below it;
+    - ``target_macs`` / ``target_params``: keep at most this fraction of the MACs / params;
+    - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
+      (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
+
+    ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
+    modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
+    ONNX Runtime run, equality with the masked reference) and :class:`VerificationError` is
+    raised on failure.
     """
-    if ratio is None and threshold is None:
-        ratio = 0.5
-    policy = Policy(ratio, threshold, scope, aggregate, min_channels)
-    policy.validate()
+    given = [
+        name
+        for name, v in (
+            ("--ratio", ratio), ("--threshold", threshold), ("--target-macs", target_macs),
+            ("--target-params", target_params), ("--target-speedup", target_speedup),
+        )
+        if v is not None
+    ]  # fmt: skip
+    if len(given) > 1:
+        raise InputError(f"give only one of {', '.join(given)}")
+    if target_speedup is not None:
+        from onnxrecede.speedup_search import prune_to_speedup
+
+        return prune_to_speedup(
+            model, importances, target_speedup, scope=scope, aggregate=aggregate,
+            min_channels=min_channels, round_to=round_to, verify=verify,
+            input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
+            **dict(speedup_search or {}),
+        )  # fmt: skip
+    if ratio == "auto":
+        base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)
+    elif isinstance(ratio, str):
+        raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{ratio}'")
+    elif given and given[0].startswith("--target"):
+        base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)
+    else:
+        if ratio is None and threshold is None:
+            ratio = 0.5
+        base = Policy(ratio, threshold, scope, aggregate, min_channels, round_to)
+    base.validate()
     imp = load_importances(importances)
     m = load_model(model)
     analysis = analyze(m, progress)
@@ -136,7 +219,9 @@ def prune(
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
-    plan = make_plan(analysis, scores, policy)
+    plan, policy, chosen = _choose_plan(
+        analysis, scores, base, ratio, target_macs, target_params, before
+    )
     removed = _removed_channels(analysis, plan.keep_element)
     groups = _summaries(analysis, plan)
     masked = mask_consumers(analysis, plan.keep_element) if verify else None
@@ -152,11 +237,13 @@ def prune(
     prunable = sum(g.size for g in groups if g.status in ("pruned", "kept"))
     report = PruneReport(
         policy={
-            "ratio": ratio,
-            "threshold": threshold,
+            "ratio": ratio if ratio == "auto" else policy.ratio,
+            "threshold": policy.threshold,
             "scope": scope,
             "aggregate": aggregate,
             "min_channels": min_channels,
+            "round_to": round_to,
+            **chosen,
         },
         removed_channels=removed,
         groups=groups,

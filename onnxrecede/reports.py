@@ -131,6 +131,7 @@ def format_prune(report: PruneReport) -> str:
         f"MACs: {_human(report.macs_before)} -> {_human(report.macs_after)} "
         f"(-{_pct(report.macs_before, report.macs_after).strip()})"
     )
+    lines.extend(format_policy(report))
     if report.verification:
         v = report.verification
         diff = v.get("max_abs_diff")
@@ -142,6 +143,49 @@ def format_prune(report: PruneReport) -> str:
     if report.output:
         lines.append(f"wrote {report.output}")
     return "\n".join(lines)
+
+
+def format_policy(report: PruneReport) -> list[str]:
+    """What an automatic or budgeted policy chose: auto threshold, target reached, curve."""
+    p = report.policy
+    lines = []
+    prunable = max(report.channels_prunable, 1)
+    if p.get("auto"):
+        a = p["auto"]
+        lines.append(
+            f"ratio auto: threshold {a['threshold']:.4g} at the valley between the modes "
+            f"{a['means'][0]:.3g} and {a['means'][1]:.3g} (Ashman's D {a['separation']:.2f} > "
+            f"{a['min_separation']:g}); removed {report.channels_removed}/{prunable} prunable "
+            f"channels ({100 * report.channels_removed / prunable:.1f}%)"
+        )
+    for metric, before, after in (
+        ("macs", report.macs_before, report.macs_after),
+        ("params", report.params_before, report.params_after),
+    ):
+        if p.get(f"target_{metric}") is not None and before:
+            where = (
+                f"threshold {p['threshold']:.4g}"
+                if p.get("threshold") is not None
+                else f"ratio {p.get('ratio', 0):.3f} per group"
+            )
+            lines.append(
+                f"target {metric}: at most {p[f'target_{metric}']:g} of the original, reached "
+                f"{after / before:.4f} ({where})"
+            )
+    search = p.get("speedup_search")
+    if search:
+        lines.append(f"speedup search ({search['rounds']} rounds, CPU, batch {search['batch']}):")
+        lines.append("  MACs    threshold   ms pruned  ms original  speedup")
+        for row in search["curve"]:
+            thr = "-" if row["threshold"] is None else f"{row['threshold']:.4g}"
+            mark = "  <- chosen" if row["target_macs"] == search["chosen_target_macs"] else ""
+            lines.append(
+                f"  {row['macs_fraction']:.3f}  {thr:>10}  {row['ms_pruned']:>9.3f}  "
+                f"{row['ms_reference']:>11.3f}  {row['speedup']:>6.2f}x{mark}"
+            )
+    if p.get("round_to", 1) > 1:
+        lines.append(f"every pruned group keeps a multiple of {p['round_to']} channels")
+    return lines
 
 
 def format_inspect(report: InspectReport) -> str:

@@ -10,6 +10,10 @@ Cases:
 3. Ties are broken by group id, then channel position: the same input gives the same plan.
 4. No group, and no tracked tensor, keeps fewer than ``min_channels`` channels (at least 1); the
    most important removed channels are restored where needed.
+5. ``round_to`` N > 1: every pruned group keeps a multiple of N channels (blocked kernels), the
+   nearest one to what the policy chose (ties upwards) and at least N: the most important
+   removed channels come back, or the least important kept ones go. A group smaller than N,
+   or whose rounded count is its size, is left whole.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Policy:
     scope: str = "global"
     aggregate: str = "max"
     min_channels: int = 1
+    round_to: int = 1
 
     def validate(self) -> None:
         if (self.ratio is None) == (self.threshold is None):
@@ -53,6 +58,8 @@ class Policy:
             )
         if self.min_channels < 1:
             raise InputError(f"min-channels must be at least 1, got {self.min_channels}")
+        if self.round_to < 1:
+            raise InputError(f"round-to must be at least 1, got {self.round_to}")
 
 
 @dataclass
@@ -127,6 +134,9 @@ def make_plan(
     for r in removed_roots:
         keep_root[r] = False
     restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
+    if policy.round_to > 1:
+        _round_groups(analysis, keep_root, importance, scored, policy)
+        restored += _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
     keep_element = keep_root[analysis.roots]
     plan = Plan(keep_element, importance, scored, restored=restored)
     for g in analysis.groups:
@@ -157,3 +167,36 @@ def _enforce_minimum(
             keep_root[r] = True
             restored += 1
     return restored
+
+
+def _round_groups(
+    analysis: Analysis,
+    keep_root: np.ndarray,
+    importance: Mapping[int, float],
+    scored: set[int],
+    policy: Policy,
+) -> None:
+    """Case 5: every pruned group keeps a multiple of ``policy.round_to`` channels."""
+    n = policy.round_to
+    for gid in sorted(scored):
+        roots = [int(r) for r in analysis.groups[gid].classes]
+        kept = int(keep_root[roots].sum())
+        if kept == len(roots) or kept % n == 0:
+            continue
+        floor = -(-max(policy.min_channels, 1) // n) * n  # smallest multiple >= min_channels
+        target = max(floor, int(math.floor(kept / n + 0.5)) * n)
+        removable = sorted(
+            (importance[r], r) for r in roots if keep_root[r] and r in importance
+        )  # least important kept first
+        if target < kept and len(removable) < kept - target:
+            target += n  # not enough scored channels to drop: round up instead
+        if target >= len(roots):
+            keep_root[roots] = True
+            continue
+        if target > kept:
+            back = sorted(
+                (r for r in roots if not keep_root[r]), key=lambda r: (-importance.get(r, 0.0), r)
+            )
+            keep_root[back[: target - kept]] = True
+        else:
+            keep_root[[r for _, r in removable[: kept - target]]] = False

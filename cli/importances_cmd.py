@@ -1,0 +1,159 @@
+"""``onnxrecede importances``: write an importances file computed from the model (and data)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+
+from onnxrecede.errors import InputError
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated numbers, got '{text}'") from None
+
+
+def _image_options(resize: int | None, mean: str | None, std: str | None) -> Any:
+    from onnxrecede.data import ImageOptions
+
+    kwargs: dict[str, Any] = {"resize": resize}
+    if (m := _floats(mean, "--mean")) is not None:
+        kwargs["mean"] = m
+    if (s := _floats(std, "--std")) is not None:
+        kwargs["std"] = s
+    return ImageOptions(**kwargs)
+
+
+@click.command("importances")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the importances file (JSON, written atomically).",
+)
+@click.option(
+    "-c",
+    "--criterion",
+    required=True,
+    type=click.Choice(["l1", "l2", "bn", "activation", "random"]),
+    help="How channels are scored (see README).",
+)
+@click.option(
+    "--normalize",
+    type=click.Choice(["mean", "max", "none"]),
+    default="mean",
+    show_default=True,
+    help="Divide each producer's scores by their mean or max, so that a global "
+    "ranking compares channels across layers fairly.",
+)
+@click.option(
+    "--fold-bn/--no-fold-bn",
+    default=True,
+    show_default=True,
+    help="l1/l2: fold a following BatchNormalization's scale into the weights.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="random: the seed.")
+@click.option(
+    "--calibration",
+    type=str,
+    default=None,
+    metavar="DATA",
+    help="activation: samples (.npz by input name or 'x', an image folder, "
+    "cifar10:DIR, digits:test).",
+)
+@click.option(
+    "--calibration-images",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="activation: an image folder (with --resize/--mean/--std).",
+)
+@click.option("--resize", type=int, default=None, help="Images: shorter side resized to this.")
+@click.option(
+    "--mean", default=None, metavar="M[,M,M]", help="Images: per-channel mean (after /255)."
+)
+@click.option("--std", default=None, metavar="S[,S,S]", help="Images: per-channel std.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=32,
+    show_default=True,
+    help="activation: samples per ONNX Runtime run (memory holds one batch).",
+)
+@click.option("--limit", type=int, default=None, help="activation: use at most N samples.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@handle_errors
+def importances(
+    model: str,
+    output: str,
+    criterion: str,
+    normalize: str,
+    fold_bn: bool,
+    seed: int,
+    calibration: str | None,
+    calibration_images: str | None,
+    resize: int | None,
+    mean: str | None,
+    std: str | None,
+    batch_size: int,
+    limit: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Score every output channel of MODEL's Conv/Gemm/MatMul nodes and write OUTPUT.
+
+    \b
+    Examples:
+      onnxrecede importances model.onnx -o imp.json --criterion l1
+      onnxrecede importances model.onnx -o imp.json -c activation --calibration calib.npz
+      onnxrecede prune model.onnx -i imp.json -o pruned.onnx --target-macs 0.5
+    """
+    setup_logging(quiet=quiet)
+    from onnxrecede.criteria import compute_importances
+    from onnxrecede.importances import save_importances
+    from onnxrecede.model_io import load_model
+
+    if calibration is not None and calibration_images is not None:
+        raise InputError("give either --calibration or --calibration-images, not both")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    if os.path.abspath(output) == os.path.abspath(model):
+        raise InputError(f"output {output} is the input model; choose another -o path")
+    data = calibration or (f"folder:{calibration_images}" if calibration_images else None)
+    image = _image_options(resize, mean, std) if data is not None else None
+    m = load_model(model)
+    options: dict[str, Any] = {}
+    if criterion == "activation":
+        options = {"batch_size": batch_size, "limit": limit, "image": image}
+    with progress_callback(not quiet) as progress:
+        imp = compute_importances(
+            m, criterion, normalize=normalize, fold_bn=fold_bn, seed=seed,
+            calibration=data, progress=progress, **options,
+        )  # fmt: skip
+    producer = dict(imp.producer)
+    producer["model"] = os.path.basename(model)
+    if data is not None:
+        producer["calibration"] = data
+    save_importances(output, imp.scores, producer)
+    channels = sum(len(v) for v in imp.scores.values())
+    summary = {"output": output, "criterion": criterion, "keys": len(imp.scores),
+               "channels": channels, "producer": producer}  # fmt: skip
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(
+            f"scored {channels} channels of {len(imp.scores)} nodes by {criterion} "
+            f"(normalised: {producer.get('normalize', 'none')})\nwrote {output}"
+        )
