@@ -20,6 +20,7 @@ from onnxrecede.engine.plan import Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers
 from onnxrecede.importances import load_importances, resolve_importances
 from tests.engine.oracle import assert_close, run
+from tests.models.golden import SEED, assert_matches_golden
 from tests.models.handmade import HANDMADE
 from tests.models.importances import make_random_importances
 from tests.models.zoo import ZOO
@@ -32,14 +33,15 @@ CASES = [pytest.param(n, e, id=f"{n}-{e}") for n in ZOO for e in FAST_EXPORTERS]
 ]
 
 
-def _prune_and_check(path, expect, tmp_path):
+def _prune_and_check(path, expect, tmp_path, golden):
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    imp = make_random_importances(path, seed=7)
+    imp = make_random_importances(path, seed=SEED)
     model, report = onnxrecede.prune(path, imp, ratio=0.5)
     out = tmp_path / "pruned.onnx"
     onnxrecede.save_model(model, out)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, "input was modified"
 
+    assert_matches_golden(report, *golden)
     barrier_ops = {b["op_type"] for g in report.groups_blocked for b in g.barriers}
     assert expect.barrier_ops <= barrier_ops
     if not expect.prunable:
@@ -89,12 +91,12 @@ def _check_removed_shapes(original, pruned, removed):
 
 @pytest.mark.parametrize(("name", "exporter"), CASES)
 def test_zoo_model(name, exporter, zoo_path, tmp_path):
-    _prune_and_check(zoo_path(name, exporter), ZOO[name].expect, tmp_path)
+    _prune_and_check(zoo_path(name, exporter), ZOO[name].expect, tmp_path, (name, exporter))
 
 
 @pytest.mark.parametrize("name", list(HANDMADE))
 def test_handmade_model(name, handmade_path, tmp_path):
-    _prune_and_check(handmade_path(name), HANDMADE[name].expect, tmp_path)
+    _prune_and_check(handmade_path(name), HANDMADE[name].expect, tmp_path, (name, None))
 
 
 def test_channel_shuffle_is_a_barrier(zoo_path):

@@ -1,0 +1,150 @@
+"""Rules that move the channel axis or change other axes: Transpose, Squeeze/Unsqueeze,
+Flatten/Reshape, Expand/Tile, Resize/Upsample."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.engine.rules.helpers import assert_barrier, const, prune_through, sandwich
+from tests.models.handmade import GraphBuilder
+
+
+def _ints(g: GraphBuilder, name: str, values) -> str:
+    return const(g, name, np.asarray(values, np.int64))
+
+
+def test_transpose_moves_the_channel_axis():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        y = g.op("Relu", [g.op("Transpose", [x], name="op", perm=[0, 3, 2, 1])])
+        return g.op("Transpose", [y], name="back", perm=[0, 3, 2, 1]), 8
+
+    prune_through(sandwich(middle))
+
+
+def test_squeeze_unsqueeze_shift_the_channel_axis():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        y = g.op("Unsqueeze", [x, _ints(g, "ax0", [0])], name="unsq")  # [1, 1, 8, 8, 8]
+        y = g.op("Relu", [y])
+        return g.op("Squeeze", [y, _ints(g, "ax1", [0])], name="sq"), 8
+
+    prune_through(sandwich(middle))
+
+
+def test_squeeze_without_axes_drops_size_one_axes():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        y = g.op("Squeeze", [x], name="sq")  # [8, 8, 8]
+        return g.op("Unsqueeze", [y, _ints(g, "ax", [0])], name="unsq"), 8
+
+    prune_through(sandwich(middle))
+
+
+def test_squeeze_barrier_on_the_channel_axis():
+    def build():
+        g = GraphBuilder()
+        x = g.op("GlobalAveragePool", [g.conv("input", "conv_a", 3, 8)])
+        y = g.op("Squeeze", [x, _ints(g, "ax", [1, 2, 3])], name="sq")  # malformed on purpose
+        return g.model(y, (1,), 21)
+
+    assert_barrier(build(), "Squeeze", "sq", r"squeezes the channel axis")
+
+
+def test_reshape_keeping_the_channel_axis():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        y = g.op("Reshape", [x, _ints(g, "flat", [1, 8, 64])], name="flat")
+        y = g.op("Softmax", [y], axis=2)
+        return g.op("Reshape", [y, _ints(g, "back", [1, 8, 8, 8])], name="back"), 8
+
+    pruned, _ = prune_through(sandwich(middle))
+    flat = next(n for n in pruned.graph if n.name == "flat")
+    assert flat.inputs[1].const_value.numpy().tolist() == [1, 4, 64]
+
+
+def test_reshape_with_computed_shape_through_concat():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        batch = g.op("Shape", [x], start=0, end=1)
+        shape = g.op("Concat", [batch, _ints(g, "rest", [8, 64])], name="shape_cat", axis=0)
+        y = g.op("Reshape", [x, shape], name="flat")
+        return g.op("Reshape", [y, _ints(g, "back", [1, 8, 8, 8])], name="back"), 8
+
+    prune_through(sandwich(middle))
+
+
+def test_reshape_barrier_channel_shuffle():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        y = g.op("Reshape", [x, _ints(g, "s5", [1, 2, 4, 8, 8])], name="split_c")
+        y = g.op("Transpose", [y], perm=[0, 2, 1, 3, 4])
+        return g.op("Reshape", [y, _ints(g, "s4", [1, 8, 8, 8])], name="merge_c"), 8
+
+    assert_barrier(sandwich(middle), "Reshape", "split_c", r"splits the channel axis")
+
+
+def test_flatten_barrier_merging_with_leading_axes():
+    def build():
+        g = GraphBuilder()
+        x = g.op("Flatten", [g.conv("input", "conv_a", 3, 8)], name="flat", axis=2)  # [8, 64]
+        return g.model(g.op("Gemm", [x, g.rand("w", (64, 10))], name="fc"), (8, 10), 21)
+
+    assert_barrier(build(), "Flatten", "flat", r"merges the channel axis with the axes before")
+
+
+def test_expand_and_tile_pass_channels_through():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        y = g.op("Expand", [x, _ints(g, "shape", [2, 8, 8, 8])], name="expand")
+        y = g.op("Tile", [y, _ints(g, "reps", [1, 1, 1, 1])], name="tile")
+        return g.op("ReduceMean", [y, _ints(g, "ax", [0])]), 8
+
+    pruned, _ = prune_through(sandwich(middle))
+    expand = next(n for n in pruned.graph if n.name == "expand")
+    assert expand.inputs[1].const_value.numpy().tolist() == [2, 4, 8, 8]
+
+
+def test_expand_barrier_broadcasting_the_channel_axis():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        one = g.conv(x, "conv_one", 8, 1)
+        return g.op("Expand", [one, _ints(g, "shape", [1, 8, 8, 8])], name="expand"), 8
+
+    assert_barrier(sandwich(middle), "Expand", "expand", r"broadcasts the channel axis",
+                   producer="conv_one", importances={"conv_a": [1.0] * 8})  # fmt: skip
+
+
+def test_tile_barrier_repeating_channels():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        return g.op("Tile", [x, _ints(g, "reps", [1, 2, 1, 1])], name="tile"), 16
+
+    assert_barrier(sandwich(middle), "Tile", "tile", r"repeats the channel axis")
+
+
+def test_resize_with_scales_and_sizes():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        scales = const(g, "scales", np.array([1, 1, 2, 2], np.float32))
+        y = g.op("Resize", [x, "", scales], name="up", mode="nearest")
+        sizes = _ints(g, "sizes", [1, 8, 8, 8])
+        return g.op("Resize", [y, "", "", sizes], name="down", mode="nearest"), 8
+
+    pruned, _ = prune_through(sandwich(middle))
+    down = next(n for n in pruned.graph if n.name == "down")
+    assert down.inputs[3].const_value.numpy().tolist() == [1, 4, 8, 8]
+
+
+def test_upsample_opset9():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        scales = const(g, "scales", np.array([1, 1, 2, 2], np.float32))
+        return g.op("Upsample", [x, scales], name="up", mode="nearest"), 8
+
+    prune_through(sandwich(middle, opset=9))
+
+
+def test_resize_barrier_scaling_channels():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        scales = const(g, "scales", np.array([1, 2, 1, 1], np.float32))
+        return g.op("Resize", [x, "", scales], name="up", mode="nearest"), 16
+
+    assert_barrier(sandwich(middle), "Resize", "up", r"rescales the channel axis")
+
+
+def test_resize_barrier_runtime_scales():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        scales = g.op("RandomUniform", [], shape=[4], low=1.0, high=1.0)
+        return g.op("Resize", [x, "", scales], name="up", mode="nearest"), 8
+
+    assert_barrier(sandwich(middle), "Resize", "up", r"scales are computed at run time")
