@@ -17,22 +17,28 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from onnxrecede.errors import InputError
 
 SCRATCH_PREFIX = ".onnxrecede-"
+T = TypeVar("T")
 
 
 class OutputError(InputError):
     """An output cannot be written (a missing or read-only folder, a full disk, ...)."""
 
+    def __init__(self, message: str, cause: OSError) -> None:
+        super().__init__(message)
+        self.cause = cause
+
 
 def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
     reason = err.strerror or str(err)
-    return OutputError(f"cannot write {os.fspath(path)}: {reason}; choose a writable path")
+    return OutputError(f"cannot write {os.fspath(path)}: {reason}; choose a writable path", err)
 
 
 @contextlib.contextmanager
@@ -131,12 +137,17 @@ class Outputs:
         self._pending.append((staged, target))
         return staged
 
-    def write_text(self, path: str | os.PathLike[str], text: str) -> None:
-        staged = self.staged(path)
+    def write(self, path: str | os.PathLike[str], writer: Callable[[Path], T]) -> T:
+        """``writer(staged path)``; a failure to write names ``path``, not the scratch folder."""
         try:
-            staged.write_text(text, encoding="utf-8")
+            return writer(self.staged(path))
+        except OutputError as e:
+            raise output_error(path, e.cause) from None
         except OSError as e:
             raise output_error(path, e) from None
+
+    def write_text(self, path: str | os.PathLike[str], text: str) -> None:
+        self.write(path, lambda staged: staged.write_text(text, encoding="utf-8"))
 
     def commit(self) -> list[Path]:
         """Move every staged file that exists into place; returns the targets written."""
