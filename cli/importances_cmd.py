@@ -6,7 +6,13 @@ import os
 from typing import Any
 
 import click
-from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+from onnxrecede_cli.common import (
+    echo_json,
+    guard_paths,
+    handle_errors,
+    progress_callback,
+    setup_logging,
+)
 
 from onnxrecede.errors import InputError
 
@@ -129,9 +135,10 @@ def importances(
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
-    if os.path.abspath(output) == os.path.abspath(model):
-        raise InputError(f"output {output} is the input model; choose another -o path")
     data = calibration or (f"folder:{calibration_images}" if calibration_images else None)
+    from onnxrecede.paths import data_reads, model_reads
+
+    guard_paths([*model_reads(model), *data_reads(data, "calibration data")], [("-o", output)])
     image = _image_options(resize, mean, std) if data is not None else None
     m = load_model(model)
     options: dict[str, Any] = {}

@@ -53,7 +53,10 @@ class _File:
 
 
 def check_paths(reads: Iterable[Role], writes: Iterable[Role]) -> None:
-    """Refuse, with :class:`InputError`, any write that could touch a read or another write."""
+    """Refuse, with :class:`InputError`, any write that could touch a read or another write.
+
+    A read that is a folder (an image folder, say) refuses every write inside it.
+    """
     read_files = [_File.of(role, p) for role, p in reads if p is not None]
     write_files = [_File.of(role, p) for role, p in writes if p is not None]
     for i, w in enumerate(write_files):
@@ -62,6 +65,11 @@ def check_paths(reads: Iterable[Role], writes: Iterable[Role]) -> None:
                 raise InputError(
                     f"{w.label()} is the {r.label()} that onnxrecede reads; an input is never "
                     f"overwritten. Choose another path for {w.role or 'the output'}"
+                )
+            if os.path.isdir(r.real) and w.real.startswith(r.real.rstrip(os.sep) + os.sep):
+                raise InputError(
+                    f"{w.label()} is inside the {r.label()} that onnxrecede reads; write it "
+                    "somewhere else"
                 )
         for other in write_files[:i]:
             if w.same(other):
@@ -211,3 +219,18 @@ def model_reads(model_path: str | os.PathLike[str]) -> Sequence[Role]:
     reads: list[Role] = [("model", model_path)]
     reads.extend(("external data of the model", p) for p in external_data_files(model_path))
     return reads
+
+
+def data_reads(source: str | None, role: str) -> list[Role]:
+    """The file or folder a data source (``x.npz``, ``DIR``, ``folder:DIR``, ``cifar10:DIR[:split]``,
+    ``digits:test``) reads, as reads for :func:`check_paths` (none for the bundled digits)."""
+    if source is None:
+        return []
+    kind, sep, rest = source.partition(":")
+    if sep and kind == "digits":
+        return []
+    if sep and kind in ("folder", "cifar10", "cifar100"):
+        head, colon, tail = rest.rpartition(":")
+        path = head if colon and tail in ("train", "test") else rest
+        return [(role, path)]
+    return [(role, source)]
