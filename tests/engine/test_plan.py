@@ -27,6 +27,7 @@ def test_global_ratio_removes_lowest_first(handmade_path):
     imp = _imp(sizes, lambda name, i: i / 100 + (1 if name == "conv_a" else 0))
     _, report = onnxrecede.prune(path, imp, ratio=0.3, verify=False)
     assert "conv_a" not in report.removed_channels  # all its channels rank above the others
+    assert report.removed_channels, "nothing was removed"
     for removed in report.removed_channels.values():
         assert removed == list(range(len(removed)))  # lowest positions first
 
@@ -44,6 +45,7 @@ def test_threshold(handmade_path):
     sizes = _conv_sizes(path)
     imp = _imp(sizes, lambda name, i: 0.0 if i % 2 else 1.0)
     _, report = onnxrecede.prune(path, imp, threshold=0.5, verify=False)
+    assert report.removed_channels, "nothing was removed"
     for removed in report.removed_channels.values():
         assert all(i % 2 for i in removed)
 
@@ -62,6 +64,7 @@ def test_min_channels_is_respected(handmade_path):
     sizes = _conv_sizes(path)
     imp = _imp(sizes, lambda name, i: 0.0)
     _, report = onnxrecede.prune(path, imp, threshold=0.5, min_channels=3, verify=False)
+    assert report.removed_channels, "nothing was removed"
     for name, removed in report.removed_channels.items():
         assert sizes[name] - len(removed) >= 3
     assert report.restored_for_minimum > 0
@@ -71,7 +74,7 @@ def test_ties_are_deterministic(handmade_path):
     path = handmade_path("split13")
     imp = _imp(_conv_sizes(path), lambda name, i: 0.5)
     reports = [onnxrecede.prune(path, imp, ratio=0.5, verify=False)[1] for _ in range(2)]
-    assert reports[0].removed_channels == reports[1].removed_channels
+    assert reports[0].removed_channels and reports[0].removed_channels == reports[1].removed_channels
 
 
 def test_aggregate_max_keeps_what_any_member_needs(zoo_path):
