@@ -82,7 +82,7 @@ def test_bad_inputs(model_and_imp, tmp_path):
     cases = [
         (["prune", tmp_path / "none.onnx", "-i", imp, "-o", tmp_path / "p.onnx"], "model file not found"),
         (["prune", model, "-i", tmp_path / "none.json", "-o", tmp_path / "p.onnx"], "importances file not found"),
-        (["prune", model, "-i", imp, "-o", model], "never modifies its input"),
+        (["prune", model, "-i", imp, "-o", model], "an input is never overwritten"),
         (["inspect", tmp_path / "none.onnx"], "model file not found"),
     ]
     garbage = tmp_path / "garbage.onnx"
