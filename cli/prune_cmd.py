@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+from onnxrecede_cli.quality_options import pop_quality_options, quality_options
 
 from onnxrecede.errors import InputError
 
@@ -122,6 +123,7 @@ def _check_paths(model: str, output: str) -> None:
 )
 @click.option("--fail-below", type=float, default=None, metavar="SPEEDUP",
               help="With --bench: exit 5 when the measured CPU speedup is below this.")
+@quality_options
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @handle_errors
 def prune(
@@ -143,6 +145,7 @@ def prune(
     run_bench: bool,
     fail_below: float | None,
     quiet: bool,
+    **quality_kwargs: Any,
 ) -> None:
     """Remove unimportant channels from MODEL and write the pruned model to OUTPUT.
 
@@ -163,6 +166,7 @@ def prune(
     if ratio is not None and threshold is not None:
         raise InputError("give either --ratio or --threshold, not both")
     _check_paths(model, output)
+    quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
     with progress_callback(not quiet) as progress:
         pruned, report = api.prune(
@@ -178,6 +182,7 @@ def prune(
             atol=atol,
             rtol=rtol,
             progress=progress,
+            repair=quality.repair if quality.repair.active else None,
         )
     written = save_model(pruned, output, external_data=external_data)
     report.output = str(written[0])
@@ -185,12 +190,17 @@ def prune(
     bench_result = _bench(model, output, input_shapes) if run_bench else None
     if bench_result is not None:
         doc["bench"] = bench_result.to_dict()
+    accuracy = quality.accuracy(model, output, None)
+    if accuracy is not None:
+        doc["accuracy"] = accuracy
     if report_path:
         atomic_write_text(report_path, json.dumps(doc, indent=2) + "\n")
     if as_json:
         echo_json(doc)
     else:
         click.echo(format_prune(report))
+        if accuracy is not None:
+            click.echo(quality.format(accuracy))
         if bench_result is not None:
             from onnxrecede.bench import format_comparison
 
@@ -199,6 +209,7 @@ def prune(
         from onnxrecede.bench.gate import check_speedup
 
         check_speedup(bench_result, fail_below)
+    quality.check(accuracy)
 
 
 def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:

@@ -19,6 +19,7 @@ from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
 from onnxrecede.importances import Importances, load_importances, resolve_importances
 from onnxrecede.model_io import ModelSource, load_model
+from onnxrecede.repair import CutRepair, RepairOptions
 from onnxrecede.reports import GroupSummary, InspectReport, PruneReport
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def prune(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     progress: Progress | None = None,
+    repair: RepairOptions | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
 
@@ -224,14 +226,21 @@ def prune(
     )
     removed = _removed_channels(analysis, plan.keep_element)
     groups = _summaries(analysis, plan)
+    repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
     masked = mask_consumers(analysis, plan.keep_element) if verify else None
+    if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
+        masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
     rewrite(analysis, plan.keep_element, progress)
+    if repairer is not None:
+        repairer.after_rewrite(m)
     after = count_cost(m, input_shapes)
     verification = None
     if verify:
         if progress is not None:
             progress("verify", 0, 1)
         verification = run_verification(m, masked, input_shapes, atol, rtol).to_dict()
+        if repairer is not None:
+            repairer.note_verification(verification)
         if progress is not None:
             progress("verify", 1, 1)
     prunable = sum(g.size for g in groups if g.status in ("pruned", "kept"))
@@ -256,5 +265,6 @@ def prune(
         verification=verification,
         restored_for_minimum=plan.restored,
         unused_keys=unused,
+        repair=repairer.report() if repairer is not None else None,
     )
     return m, report

@@ -225,7 +225,9 @@ def _open_npz(
     count = next(iter(counts.values()))
     if len(set(counts.values())) > 1 or count == 0:
         detail = ", ".join(f"'{k}' {n}" for k, n in counts.items())
-        raise InputError(f"{path}: input arrays need the same non-zero number of samples ({detail})")
+        raise InputError(
+            f"{path}: input arrays need the same non-zero number of samples ({detail})"
+        )
     labels = None
     if label_key is not None:
         labels = _check_labels(path, label_key, stored[label_key], count)
@@ -308,9 +310,7 @@ class _ImagePlan:
         std = np.asarray(self.opts.std, dtype=np.float32)
         for what, v in (("mean", mean), ("std", std)):
             if v.size not in (1, self.channels):
-                raise InputError(
-                    f"image {what} has {v.size} values for {self.channels} channels"
-                )
+                raise InputError(f"image {what} has {v.size} values for {self.channels} channels")
         x = (x - mean) / std
         if self.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
@@ -325,7 +325,9 @@ def _image_plan(name: str, spec: TensorSpec | None, opts: ImageOptions) -> _Imag
         )
     layout = opts.layout
     if layout == "auto":
-        layout = "nhwc" if len(shape) == 4 and shape[1] not in (1, 3) and shape[3] in (1, 3) else "nchw"
+        layout = (
+            "nhwc" if len(shape) == 4 and shape[1] not in (1, 3) and shape[3] in (1, 3) else "nchw"
+        )
     c_axis, hw = (1, (2, 3)) if layout == "nchw" else (3, (1, 2))
     channels = shape[c_axis] if len(shape) == 4 and shape[c_axis] else 3
     size = opts.size

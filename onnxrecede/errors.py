@@ -32,3 +32,10 @@ class VerificationError(OnnxRecedeError):
     """The pruned model failed a validation step; nothing was written."""
 
     exit_code = 4
+
+
+class AccuracyDropError(OnnxRecedeError):
+    """``prune --max-accuracy-drop``: the pruned model lost more accuracy than allowed (it is
+    still written)."""
+
+    exit_code = 6

@@ -7,6 +7,9 @@ Cases:
 2. A requested graph input is answered with the batch's own feed, an initializer or Constant
    with its value (ONNX Runtime cannot output either of them).
 3. Samples are fed batch by batch: memory holds one batch and its requested tensors.
+4. A model whose inputs fix the batch size is fed batches of that size; the last one is padded
+   by repeating its last sample, and the padding is cut from every result whose first axis has
+   the batch size.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class Probe:
                 "no value of the model has that name"
             )
         self.input_names = [v.name for v in graph.inputs if v.name and not v.is_initializer()]
+        self.fixed_batch = fixed_batch(graph)
         self.model_outputs = [v.name for v in graph.outputs if v.name] if include_outputs else []
         self._constants: dict[str, np.ndarray] = {}
         self._fed: list[str] = []
@@ -85,7 +89,7 @@ class Probe:
                 self._constants[name] = const
             elif value.is_graph_input():
                 self._fed.append(name)
-            elif not value.is_graph_output():
+            elif not (include_outputs and value.is_graph_output()):
                 exposed.append(value)
         if any(v.dtype is None for v in exposed):
             from onnxrecede.engine.shapes import infer_shapes
@@ -104,15 +108,19 @@ class Probe:
         self._wanted = set(names) | set(self.model_outputs)
         self.session = _session(m, threads)
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._run_names:
+    def run(
+        self, feeds: dict[str, np.ndarray], names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The requested tensors for one batch; ``names`` restricts them to a subset."""
+        run_names = self._run_names if names is None else [n for n in self._run_names if n in names]
+        if run_names:
             try:
-                arrays = self.session.run(self._run_names, feeds)
+                arrays = self.session.run(run_names, feeds)
             except Exception as e:  # ORT raises its own InvalidArgument/Fail types
                 raise InputError(f"onnxruntime cannot run the model on this data: {e}") from None
         else:
             arrays = []
-        out = {n: a for n, a in zip(self._run_names, arrays) if n in self._wanted}
+        out = {n: a for n, a in zip(run_names, arrays) if n in self._wanted}
         out.update({n: feeds[n] for n in self._fed})
         out.update(self._constants)
         return out
@@ -124,12 +132,44 @@ class Probe:
         progress: Progress | None = None,
         stage: str = "probe",
     ) -> Iterator[tuple[Batch, dict[str, np.ndarray]]]:
-        """Each batch of ``samples`` with what :meth:`run` returns for it."""
-        total = samples.num_batches(batch_size)
-        for done, batch in enumerate(samples.batches(batch_size), start=1):
-            yield batch, self.run(batch.feeds)
+        """Each batch of ``samples`` with what :meth:`run` returns for it (case 4)."""
+        size = self.fixed_batch or batch_size
+        total = samples.num_batches(size)
+        for done, (batch, n) in enumerate(model_batches(samples, size, self.fixed_batch), 1):
+            arrays = self.run(batch.feeds)
+            if n < size:
+                arrays = {k: v[:n] if v.ndim and len(v) == size else v for k, v in arrays.items()}
+                batch = Batch({k: v[:n] for k, v in batch.feeds.items()}, batch.labels)
+            yield batch, arrays
             if progress is not None:
                 progress(stage, done, total)
+
+
+def fixed_batch(graph: ir.Graph) -> int | None:
+    """The batch size a model's inputs fix (their common static first dim), or None."""
+    dims = {
+        v.shape[0]
+        for v in graph.inputs
+        if not v.is_initializer() and v.shape is not None and len(v.shape) > 0
+    }
+    fixed = {d for d in dims if isinstance(d, int)}
+    return fixed.pop() if len(fixed) == 1 and len(dims) == 1 else None
+
+
+def model_batches(
+    samples: Samples, batch_size: int, fixed: int | None
+) -> Iterator[tuple[Batch, int]]:
+    """Batches to feed and their real sample counts; with a ``fixed`` batch size the last one is
+    padded by repeating its last sample."""
+    for batch in samples.batches(fixed or batch_size):
+        n = len(next(iter(batch.feeds.values())))
+        if fixed is not None and n < fixed:
+            feeds = {
+                k: np.concatenate([v, np.repeat(v[-1:], fixed - n, axis=0)])
+                for k, v in batch.feeds.items()
+            }
+            batch = Batch(feeds, batch.labels)
+        yield batch, n
 
 
 def probe(

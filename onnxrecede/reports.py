@@ -47,6 +47,7 @@ class PruneReport:
     restored_for_minimum: int = 0
     unused_keys: list[str] = field(default_factory=list)
     output: str | None = None
+    repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
 
     @property
     def groups_pruned(self) -> list[GroupSummary]:
@@ -73,6 +74,7 @@ class PruneReport:
             "macs": {"before": self.macs_before, "after": self.macs_after},
             "verification": self.verification,
             "unused_keys": self.unused_keys,
+            "repair": self.repair,
         }
 
 
@@ -132,6 +134,10 @@ def format_prune(report: PruneReport) -> str:
         f"(-{_pct(report.macs_before, report.macs_after).strip()})"
     )
     lines.extend(format_policy(report))
+    if report.repair:
+        from onnxrecede.repair import format_repair
+
+        lines.extend(format_repair(report.repair))
     if report.verification:
         v = report.verification
         diff = v.get("max_abs_diff")
