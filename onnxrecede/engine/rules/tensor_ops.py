@@ -1,0 +1,575 @@
+"""Ops that move, split, join or re-index the channel axis.
+
+Cases:
+1. Transpose: the channel axis moves with the permutation.
+2. Squeeze/Unsqueeze: the channel axis shifts; squeezing it is a barrier.
+3. Flatten and Reshape that keep the channel axis, or merge it with the axes after it (the
+   consumer then sees each channel as a block of H*W columns); splitting the channel axis or
+   merging it with axes before it (a channel shuffle) is a barrier. A constant target shape
+   is rewritten; a computed one is followed through Concat pieces.
+4. Concat on the channel axis concatenates labels (inputs with untracked channels contribute
+   fixed, never-removed channels); on another axis it couples its inputs.
+5. Split and Slice on the channel axis take sub-ranges (sizes and bounds are rewritten); Gather
+   with constant indices on the channel axis re-indexes; on other axes all three pass through.
+6. Pad on the channel axis (constant mode) adds pad channels that can be removed too, by
+   shrinking the pads; spatial pads pass channels through.
+7. Resize/Upsample/Expand/Tile pass channels through; a `sizes`/shape entry for the channel
+   axis is rewritten, a channel scale or repeat other than 1 is a barrier.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxrecede.engine.context import AnalysisContext, RewriteContext
+from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, opset
+from onnxrecede.engine.spaces import PAD, ChannelView
+
+
+def _sym_dims(ctx: AnalysisContext, value: ir.Value | None) -> list[object] | None:
+    """Dims as ints, symbolic names (str), or unique objects for anonymous unknowns."""
+    if value is None:
+        return None
+    shape = value.const_value.shape if value.const_value is not None else value.shape
+    if shape is None:
+        d = ctx.dims(value)
+        return None if d is None else list(d)
+    out: list[object] = []
+    for dim in shape:
+        if isinstance(dim, int):
+            out.append(dim)
+        else:
+            name = getattr(dim, "value", None)
+            out.append(f"sym:{name}" if name else object())
+    return out
+
+
+def _prod(dims: list[object]) -> tuple[int, tuple[str, ...]] | None:
+    n, syms = 1, []
+    for d in dims:
+        if isinstance(d, int):
+            n *= d
+        elif isinstance(d, str):
+            syms.append(d)
+        else:
+            return None
+    return n, tuple(sorted(syms))
+
+
+def _spread(labels: np.ndarray, stride: int, length: int) -> np.ndarray:
+    """Labels of an axis made by merging the channel axis with trailing axes of size ``stride``."""
+    return labels[(np.arange(length) // stride) % len(labels)]
+
+
+@register("Transpose")
+class TransposeRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        if rank is None:
+            return "the rank of its input is unknown"
+        perm = [int(p) for p in node.attributes.get_ints("perm", list(range(rank))[::-1])]
+        ctx.set_view(node.outputs[0], perm.index(xv.axis), xv.labels)
+        return None
+
+
+@register("Squeeze", "Unsqueeze")
+class SqueezeRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        x = node.inputs[0]
+        xv, dims = ctx.view(x), ctx.dims(x)
+        if xv is None:
+            return None
+        if dims is None:
+            return "the rank of its input is unknown"
+        axes, known = ints_from_attr_or_input(ctx, node, "axes", 1)
+        if not known:
+            return "its axes are computed at run time"
+        if node.op_type == "Squeeze":
+            if axes is None:
+                axes = [i for i, d in enumerate(dims) if d == 1]
+                if any(d is None for d in dims):
+                    return "it squeezes unknown axes"
+            axes = [normalize_axis(a, len(dims)) for a in axes]
+            if xv.axis in axes:
+                return "it squeezes the channel axis"
+            axis = xv.axis - sum(a < xv.axis for a in axes)
+        else:
+            out_rank = len(dims) + len(axes or [])
+            inserted = {normalize_axis(a, out_rank) for a in axes or []}
+            kept = [i for i in range(out_rank) if i not in inserted]
+            axis = kept[xv.axis]
+        ctx.set_view(node.outputs[0], axis, xv.labels)
+        return None
+
+
+def _reshape_target(
+    ctx: AnalysisContext, xv: ChannelView, din: list[object], dout: list[object]
+) -> tuple[int, int] | str:
+    """(output axis, stride) for the channel axis after a reshape, or a barrier reason."""
+    c = xv.axis
+    before = _prod(din[:c])
+    if before is None:
+        return "the axes before the channel axis have unknown sizes"
+    # Several output axes can start at the same offset when size-1 axes are around.
+    for j in range(len(dout)):
+        target = dout[j]
+        if _prod(dout[:j]) != before or not isinstance(target, int) or target < len(xv):
+            continue
+        for k in range(c, len(din)):
+            block = _prod(din[c : k + 1])
+            if block is None or block[1] or block[0] > target:
+                break
+            if block[0] == target and _prod(dout[j + 1 :]) == _prod(din[k + 1 :]):
+                return j, target // len(xv)
+    return "Reshape splits the channel axis or merges it with the axes before it (e.g. a channel shuffle)"
+
+
+@register("Flatten", "Reshape")
+class ReshapeRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        x, out = node.inputs[0], node.outputs[0]
+        xv = ctx.view(x)
+        if xv is None:
+            return None
+        din = _sym_dims(ctx, x)
+        if din is None:
+            return "the shape of its input is unknown"
+        if node.op_type == "Flatten":
+            return _flatten(ctx, node, xv, din)
+        dout = _sym_dims(ctx, out)
+        if dout is None:
+            return "the shape of its output is unknown"
+        if not ctx.is_constant(node.inputs[1]):
+            reason = _check_computed_shape(ctx, node)
+            if reason:
+                return reason
+        target = _reshape_target(ctx, xv, din, dout)
+        if isinstance(target, str):
+            return target
+        axis, stride = target
+        length = dout[axis]
+        assert isinstance(length, int)
+        labels = xv.labels if stride == 1 else _spread(xv.labels, stride, length)
+        ctx.set_view(out, axis, labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        out = node.outputs[0]
+        if node.op_type != "Reshape" or not ctx.changed(out):
+            return
+        view, keep = ctx.view(out), ctx.keep_positions(out)
+        assert view is not None and keep is not None
+        shape_value = node.inputs[1]
+        shape = ctx.constant(shape_value)
+        if shape is not None and shape_value is not None and _is_direct_or_folded(shape_value):
+            if shape[view.axis] > 0:
+                new = shape.copy()
+                new[view.axis] = len(keep)
+                ctx.set_constant_input(node, 1, new)
+            return
+        # A computed target shape: find the Concat piece that holds the channel entry.
+        concat = shape_value.producer() if shape_value is not None else None
+        if concat is None or concat.op_type != "Concat":
+            return
+        offset = 0
+        for i, piece in enumerate(concat.inputs):
+            arr = ctx.constant(piece)
+            n = len(arr) if arr is not None else (ctx.dims(piece) or (1,))[0]
+            assert n is not None
+            if offset <= view.axis < offset + n:
+                if arr is not None and arr[view.axis - offset] > 0:
+                    new = arr.copy()
+                    new[view.axis - offset] = len(keep)
+                    ctx.set_constant_input(concat, i, new)
+                return
+            offset += n
+
+
+def _is_direct_or_folded(value: ir.Value) -> bool:
+    producer = value.producer()
+    return producer is None or producer.op_type in ("Constant", "Concat", "Identity", "Cast")
+
+
+def _flatten(ctx: AnalysisContext, node: ir.Node, xv: ChannelView, din: list[object]) -> str | None:
+    k = normalize_axis(node.attributes.get_int("axis", 1), len(din))
+    if xv.axis < k:
+        return "Flatten merges the channel axis with the axes before it"
+    stride, length = _prod(din[xv.axis + 1 :]), _prod(din[k:])
+    if stride is None or length is None or stride[1] or length[1]:
+        return "Flatten merges the channel axis with axes of unknown size"
+    labels = xv.labels if length[0] == len(xv) else _spread(xv.labels, stride[0], length[0])
+    ctx.set_view(node.outputs[0], 1, labels)
+    return None
+
+
+def _check_computed_shape(ctx: AnalysisContext, node: ir.Node) -> str | None:
+    """A run-time target shape is followed only through Concat of 1-D pieces."""
+    shape_value = node.inputs[1]
+    concat = shape_value.producer() if shape_value is not None else None
+    if concat is None or concat.op_type != "Concat":
+        return "its target shape is computed at run time in a way onnxrecede cannot follow"
+    for piece in concat.inputs:
+        d = ctx.dims(piece)
+        if d is None or len(d) != 1 or d[0] is None:
+            return "its target shape is computed at run time in a way onnxrecede cannot follow"
+    return None
+
+
+@register("Concat")
+class ConcatRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        views = [ctx.view(v) for v in node.inputs]
+        tracked = [v for v in views if v is not None]
+        if not tracked:
+            return None
+        rank = ctx.rank(node.outputs[0]) or ctx.rank(node.inputs[0])
+        if rank is None:
+            return "the rank of its inputs is unknown"
+        axis = normalize_axis(node.attributes.get_int("axis", 0), rank)
+        if any(v.axis != tracked[0].axis for v in tracked):
+            return "its inputs carry channels on different axes"
+        if tracked[0].axis == axis:
+            parts = []
+            for v, view in zip(node.inputs, views):
+                if view is not None:
+                    parts.append(view.labels)
+                    continue
+                dims = ctx.dims(v)
+                if dims is None or dims[axis] is None:
+                    return f"input '{v.name if v else ''}' has an unknown channel count"
+                parts.append(ctx.fixed(v, int(dims[axis]), node))  # type: ignore[arg-type]
+            ctx.set_view(node.outputs[0], axis, np.concatenate(parts))
+            return None
+        main = tracked[0]
+        for v, view in zip(node.inputs, views):
+            if view is not None:
+                if len(view) != len(main):
+                    return "its inputs have different channel counts"
+                ctx.couple(main, view)
+            elif not ctx.is_constant(v):
+                return f"input '{v.name if v else ''}' has channels onnxrecede cannot trace"
+        ctx.set_view(node.outputs[0], main.axis, main.labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        out = node.outputs[0]
+        view = ctx.view(out)
+        if view is None or not ctx.changed(out):
+            return
+        for i, v in enumerate(node.inputs):
+            if ctx.view(v) is None and ctx.constant(v) is not None:
+                arr = ctx.constant(v)
+                assert arr is not None
+                if arr.ndim > view.axis and arr.shape[view.axis] == len(view):
+                    ctx.slice_param(node, i, {view.axis: ctx.keep_positions(out)})  # type: ignore[dict-item]
+
+
+def _split_sizes(
+    ctx: AnalysisContext | RewriteContext, node: ir.Node, length: int
+) -> list[int] | None:
+    if "split" in node.attributes:
+        return [int(s) for s in node.attributes["split"].as_ints()]
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        arr = ctx.constant(node.inputs[1])
+        return None if arr is None else [int(s) for s in arr.ravel()]
+    n = len(node.outputs)
+    size = math.ceil(length / n)
+    sizes = [size] * (n - 1) + [length - size * (n - 1)]
+    return sizes if all(s >= 0 for s in sizes) else None
+
+
+@register("Split")
+class SplitRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        if rank is None:
+            return "the rank of its input is unknown"
+        axis = normalize_axis(node.attributes.get_int("axis", 0), rank)
+        if axis != xv.axis:
+            for out in node.outputs:
+                ctx.set_view(out, xv.axis, xv.labels)
+            return None
+        sizes = _split_sizes(ctx, node, len(xv))
+        if sizes is None or sum(sizes) != len(xv) or len(sizes) != len(node.outputs):
+            return "its split sizes are not constant or do not add up"
+        offset = 0
+        for out, size in zip(node.outputs, sizes):
+            ctx.set_view(out, axis, xv.labels[offset : offset + size])
+            offset += size
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x = node.inputs[0]
+        xv = ctx.view(x)
+        if xv is None or not ctx.changed(x) or ctx.view(node.outputs[0]) is xv:
+            return
+        outs = [ctx.view(o) for o in node.outputs]
+        if any(o is not None and o.labels is xv.labels for o in outs):
+            return  # split along another axis: nothing to rewrite
+        sizes = np.asarray([len(ctx.keep_positions(o)) for o in node.outputs], dtype=np.int64)  # type: ignore[arg-type]
+        if opset(node) >= 13:
+            if "num_outputs" in node.attributes:
+                del node.attributes["num_outputs"]
+            ctx.set_constant_input(node, 1, sizes)
+        else:
+            node.attributes["split"] = ir.AttrInt64s("split", [int(s) for s in sizes])
+
+
+def _slice_params(
+    ctx: AnalysisContext | RewriteContext, node: ir.Node
+) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    if opset(node) < 10:
+        starts_attr = node.attributes.get_ints("starts")
+        ends_attr = node.attributes.get_ints("ends")
+        if starts_attr is None or ends_attr is None:
+            return None
+        axes_attr = list(node.attributes.get_ints("axes", list(range(len(starts_attr)))) or [])
+        return list(starts_attr), list(ends_attr), axes_attr, [1] * len(starts_attr)
+    vals: list[list[int] | None] = []
+    for i in range(1, 5):
+        v = node.inputs[i] if len(node.inputs) > i else None
+        arr = ctx.constant(v) if v is not None else None
+        if v is not None and arr is None:
+            return None
+        vals.append(None if arr is None else [int(a) for a in arr.ravel()])
+    starts, ends, axes, steps = vals
+    if starts is None or ends is None:
+        return None
+    return (
+        starts,
+        ends,
+        axes if axes is not None else list(range(len(starts))),
+        steps if steps is not None else [1] * len(starts),
+    )
+
+
+@register("Slice")
+class SliceRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        params = _slice_params(ctx, node)
+        if params is None or rank is None:
+            return "its bounds are computed at run time"
+        starts, ends, axes, steps = params
+        axes = [normalize_axis(a, rank) for a in axes]
+        if xv.axis not in axes:
+            ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+            return None
+        i = axes.index(xv.axis)
+        if steps[i] != 1:
+            return "it slices the channel axis with a step other than 1"
+        labels = xv.labels[slice(starts[i], ends[i])]
+        if not len(labels):
+            return "it slices the channel axis to nothing"
+        ctx.set_view(node.outputs[0], xv.axis, labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x = node.inputs[0]
+        xv = ctx.view(x)
+        if xv is None or not ctx.changed(x):
+            return
+        params = _slice_params(ctx, node)
+        rank = ctx.rank(x)
+        assert params is not None and rank is not None
+        starts, ends, axes, _ = params
+        axes = [normalize_axis(a, rank) for a in axes]
+        if xv.axis not in axes:
+            return
+        i = axes.index(xv.axis)
+        start, stop, _ = slice(starts[i], ends[i]).indices(len(xv))
+        kept = ctx.keep_element[xv.labels]
+        new_start = int(kept[:start].sum())
+        new_stop = new_start + int(kept[start:stop].sum())
+        if opset(node) < 10:
+            starts, ends = list(starts), list(ends)
+            starts[i], ends[i] = new_start, new_stop
+            node.attributes["starts"] = ir.AttrInt64s("starts", starts)
+            node.attributes["ends"] = ir.AttrInt64s("ends", ends)
+            return
+        for input_index, value in ((1, new_start), (2, new_stop)):
+            arr = np.asarray(ctx.constant(node.inputs[input_index])).copy()
+            arr[i] = value
+            ctx.set_constant_input(node, input_index, arr)
+
+
+@register("Gather")
+class GatherRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        if rank is None:
+            return "the rank of its input is unknown"
+        axis = normalize_axis(node.attributes.get_int("axis", 0), rank)
+        idx = ctx.constant(node.inputs[1])
+        idx_rank = ctx.rank(node.inputs[1])
+        if idx_rank is None:
+            return "the rank of its indices is unknown"
+        if axis != xv.axis:
+            shift = idx_rank - 1 if axis < xv.axis else 0
+            ctx.set_view(node.outputs[0], xv.axis + shift, xv.labels)
+            return None
+        if idx is None or idx.ndim != 1:
+            return "it gathers channels with non-constant or non-1-D indices"
+        ctx.set_view(node.outputs[0], axis, xv.labels[idx.astype(np.int64)])
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        xv, ov = ctx.view(x), ctx.view(out)
+        if xv is None or ov is None or not ctx.changed(x) or ov.labels is xv.labels:
+            return
+        idx = np.asarray(ctx.constant(node.inputs[1])).astype(np.int64) % len(xv)
+        keep_in = ctx.keep_positions(x)
+        keep_out = ctx.keep_positions(out)
+        assert keep_in is not None and keep_out is not None
+        new = np.searchsorted(keep_in, idx[keep_out]).astype(
+            np.asarray(ctx.constant(node.inputs[1])).dtype
+        )
+        ctx.set_constant_input(node, 1, new)
+
+
+def _pads(ctx: AnalysisContext | RewriteContext, node: ir.Node, rank: int) -> list[int] | None:
+    if opset(node) < 11:
+        p = node.attributes.get_ints("pads")
+        return None if p is None else list(p)
+    arr = ctx.constant(node.inputs[1]) if len(node.inputs) > 1 else None
+    if arr is None:
+        return None
+    pads = [int(p) for p in arr.ravel()]
+    if len(node.inputs) > 3 and node.inputs[3] is not None:
+        axes = ctx.constant(node.inputs[3])
+        if axes is None:
+            return None
+        full = [0] * (2 * rank)
+        ax = [normalize_axis(int(a), rank) for a in axes.ravel()]
+        for i, a in enumerate(ax):
+            full[a], full[a + rank] = pads[i], pads[i + len(ax)]
+        return full
+    return pads
+
+
+@register("Pad")
+class PadRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
+        if xv is None:
+            return None
+        pads = _pads(ctx, node, rank) if rank is not None else None
+        if pads is None or rank is None:
+            return "its pads are computed at run time"
+        lo, hi = pads[xv.axis], pads[xv.axis + rank]
+        if lo == 0 and hi == 0:
+            ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+            return None
+        if node.attributes.get_string("mode", "constant") != "constant" or lo < 0 or hi < 0:
+            return "it pads the channel axis in a non-constant mode or crops it"
+        lo_labels = ctx.space.new_atom(lo, PAD, node, node.outputs[0])
+        hi_labels = ctx.space.new_atom(hi, PAD, node, node.outputs[0])
+        ctx.set_view(node.outputs[0], xv.axis, np.concatenate([lo_labels, xv.labels, hi_labels]))
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        xv, ov, rank = ctx.view(x), ctx.view(out), ctx.rank(x)
+        if (
+            xv is None
+            or ov is None
+            or rank is None
+            or ov.labels is xv.labels
+            or not ctx.changed(out)
+        ):
+            return
+        pads = _pads(ctx, node, rank)
+        assert pads is not None
+        kept = ctx.keep_element[ov.labels]
+        lo, hi = pads[xv.axis], pads[xv.axis + rank]
+        new = list(pads)
+        new[xv.axis] = int(kept[:lo].sum())
+        new[xv.axis + rank] = int(kept[len(kept) - hi :].sum()) if hi else 0
+        if opset(node) < 11:
+            node.attributes["pads"] = ir.AttrInt64s("pads", new)
+            return
+        if len(node.inputs) > 3 and node.inputs[3] is not None:
+            ax = [
+                normalize_axis(int(a), rank)
+                for a in np.asarray(ctx.constant(node.inputs[3])).ravel()
+            ]
+            new = [new[a] for a in ax] + [new[a + rank] for a in ax]
+        ctx.set_constant_input(node, 1, np.asarray(new, dtype=np.int64))
+
+
+@register("Resize", "Upsample")
+class ResizeRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        xv = ctx.view(node.inputs[0])
+        if xv is None:
+            return None
+        scales_index = 1 if node.op_type == "Upsample" else 2
+        scales = None
+        if node.op_type == "Upsample" and "scales" in node.attributes:
+            scales = np.asarray(node.attributes["scales"].as_floats())
+        elif len(node.inputs) > scales_index and node.inputs[scales_index] is not None:
+            scales = ctx.constant(node.inputs[scales_index])
+            if scales is None:
+                return "its scales are computed at run time"
+        if scales is not None and scales.size and scales.ravel()[xv.axis] != 1:
+            return "it rescales the channel axis"
+        ctx.set_view(node.outputs[0], xv.axis, xv.labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x = node.inputs[0]
+        xv = ctx.view(x)
+        if node.op_type != "Resize" or xv is None or not ctx.changed(x):
+            return
+        if len(node.inputs) > 3 and node.inputs[3] is not None:
+            sizes = ctx.constant(node.inputs[3])
+            if sizes is not None and "axes" not in node.attributes:
+                new = sizes.copy()
+                new[xv.axis] = len(ctx.keep_positions(x))  # type: ignore[arg-type]
+                ctx.set_constant_input(node, 3, new)
+
+
+@register("Expand", "Tile")
+class ExpandRule(Rule):
+    def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
+        x, out = node.inputs[0], node.outputs[0]
+        xv, rin, rout = ctx.view(x), ctx.rank(x), ctx.rank(out)
+        if xv is None:
+            return None
+        if rin is None or rout is None:
+            return "the rank of its input or output is unknown"
+        axis = xv.axis + rout - rin
+        arr = ctx.constant(node.inputs[1])
+        if node.op_type == "Tile" and (arr is None or int(arr.ravel()[xv.axis]) != 1):
+            return "it repeats the channel axis"
+        dims = ctx.dims(out)
+        if dims is not None and dims[axis] is not None and dims[axis] != len(xv):
+            return "it broadcasts the channel axis"
+        ctx.set_view(out, axis, xv.labels)
+        return None
+
+    def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        ov = ctx.view(out)
+        if node.op_type != "Expand" or ov is None or not ctx.changed(x):
+            return
+        shape = ctx.constant(node.inputs[1])
+        if shape is not None:
+            pos = ov.axis - (ctx.rank(out) or 0) + len(shape)
+            if 0 <= pos < len(shape) and shape[pos] > 1:
+                new = shape.copy()
+                new[pos] = len(ctx.keep_positions(out))  # type: ignore[arg-type]
+                ctx.set_constant_input(node, 1, new)
