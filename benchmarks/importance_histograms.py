@@ -23,20 +23,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from onnxrecede.train.data import load_data  # noqa: E402
-from onnxrecede.train.loop import TrainConfig, fit  # noqa: E402
+from onnxrecede.train.loop import TrainConfig, bimodality_coefficient, fit  # noqa: E402
 from onnxrecede.train.regularizer import channel_importances, prune_scope  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def bimodality(v: np.ndarray) -> float:
-    """Sarle's bimodality coefficient (> 0.555 suggests two modes)."""
-    n = len(v)
-    m = v - v.mean()
-    s2 = (m**2).mean()
-    skew = (m**3).mean() / s2**1.5
-    kurt = (m**4).mean() / s2**2 - 3
-    return float((skew**2 + 1) / (kurt + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))))
 
 
 def pruned_accuracies(model, method, bundle, tmp: Path, ratios) -> dict[str, float]:
@@ -110,7 +100,7 @@ def main() -> None:
             "counts_scaled_0_1": counts.tolist(),
             "max": float(v.max()),
             "frac_below_0.05_of_max": float((scaled < 0.05).mean()),
-            "bimodality_coefficient": bimodality(scaled),
+            "bimodality_coefficient": bimodality_coefficient(scaled),
             "test_acc_after_prune": pruned_accuracies(
                 res.model, method, bundle, tmp, (0.3, 0.5, 0.7, 0.9)
             ),

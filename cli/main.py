@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 from onnxrecede_cli.bench_cmd import bench
-from onnxrecede_cli.eval_cmd import eval_cmd
 from onnxrecede_cli.importances_cmd import importances
 from onnxrecede_cli.prune_cmd import inspect_cmd, prune
-from onnxrecede_cli.train_cmd import export, train
+from onnxrecede_cli.train_cmd import export, finetune, train
 
 from onnxrecede import __version__
 
@@ -22,8 +21,8 @@ main.add_command(prune)
 main.add_command(inspect_cmd)
 main.add_command(train)
 main.add_command(export)
+main.add_command(finetune)
 main.add_command(bench)
-main.add_command(eval_cmd)
 main.add_command(importances)
 
 if __name__ == "__main__":  # pragma: no cover

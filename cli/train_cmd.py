@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,61 @@ def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
     return True
 
 
+def _apply(options: list[Callable[[Any], Any]], f: Any) -> Any:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+_SCHEDULE = [
+    click.option("--epochs", type=int, default=160, show_default=True),
+    click.option("--batch-size", type=int, default=64, show_default=True),
+    click.option("--lr", type=float, default=0.1, show_default=True),
+    click.option("--momentum", type=float, default=0.9, show_default=True),
+    click.option("--no-nesterov", is_flag=True, help="plain momentum instead of Nesterov"),
+    click.option(
+        "--milestones",
+        default="0.5,0.75",
+        show_default=True,
+        help="fractions of the epochs at which lr is divided by 10 ('' for none)",
+    ),
+    click.option("--weight-decay", type=float, default=1e-4, show_default=True),
+    click.option(
+        "--bn-lr-mult",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="learning-rate multiplier of the bounded-BN parameters",
+    ),
+]
+_RUN = [
+    click.option("--no-augment", is_flag=True, help="no random crop and flip"),
+    click.option("--max-steps", type=int, default=None, help="cap on steps per epoch (quick runs)"),
+    click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
+    click.option("--resume", is_flag=True, help="continue from OUT/last.pt"),
+    click.option(
+        "--exporter",
+        type=click.Choice(["dynamo", "torchscript"]),
+        default="dynamo",
+        show_default=True,
+    ),
+    click.option("--opset", type=int, default=None),
+    click.option("--no-progress", is_flag=True),
+    click.option("-q", "--quiet", is_flag=True),
+]
+
+
+def _schedule_options(f: Any) -> Any:
+    """--epochs, --batch-size, --lr, --momentum, --no-nesterov, --milestones, ... (train and
+    finetune share them, with the authors' values as defaults)."""
+    return _apply(_SCHEDULE, f)
+
+
+def _run_options(f: Any) -> Any:
+    """--no-augment, --max-steps, --device, --resume, --exporter, --opset, progress, quiet."""
+    return _apply(_RUN, f)
+
+
 @click.command("train")
 @click.option(
     "--model",
@@ -104,25 +160,7 @@ def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
     show_default=True,
     help="synthetic[:N] | digits | cifar10:DIR | cifar100:DIR | folder:DIR",
 )
-@click.option("--epochs", type=int, default=160, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--no-nesterov", is_flag=True, help="plain momentum instead of Nesterov")
-@click.option(
-    "--milestones",
-    default="0.5,0.75",
-    show_default=True,
-    help="fractions of the epochs at which lr is divided by 10 ('' for none)",
-)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option(
-    "--bn-lr-mult",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="learning-rate multiplier of the bounded-BN parameters",
-)
+@_schedule_options
 @click.option(
     "--strength",
     type=float,
@@ -131,101 +169,104 @@ def _plot_histogram(imps: dict[str, Any], method: str, path: Path) -> bool:
 )
 @click.option("--shift", type=float, default=3.0, show_default=True, help="rni shift b")
 @click.option(
+    "--reg-warmup",
+    type=int,
+    default=0,
+    show_default=True,
+    help="epochs trained without the regulariser before it is switched on",
+)
+@click.option(
     "--width", type=float, default=1.0, show_default=True, help="channel width multiplier"
 )
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
-@click.option("--no-augment", is_flag=True, help="no random crop and flip")
-@click.option("--max-steps", type=int, default=None, help="cap on steps per epoch (quick runs)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True
 )
-@click.option("--resume", is_flag=True, help="continue from OUT/last.pt")
-@click.option(
-    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
-)
-@click.option("--opset", type=int, default=None)
+@_run_options
 @click.option(
     "--all-layers",
     is_flag=True,
     help="write importances for every BN, not only the authors' candidates",
 )
-@click.option("--no-progress", is_flag=True)
-@click.option("-q", "--quiet", is_flag=True)
 @handle_errors
 def train(
     model_name: str,
     method: str,
     data: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    momentum: float,
-    no_nesterov: bool,
-    milestones: str,
-    weight_decay: float,
-    bn_lr_mult: float,
     strength: float | None,
     shift: float,
+    reg_warmup: int,
     width: float,
     val_fraction: float,
-    no_augment: bool,
-    max_steps: int | None,
     seed: int,
-    device: str,
     out_dir: str,
-    resume: bool,
-    exporter: str,
-    opset: int | None,
     all_layers: bool,
-    no_progress: bool,
-    quiet: bool,
+    **kw: Any,
 ) -> None:
     """Train a model with receding importances (or a baseline), then export it for pruning.
 
     Writes into OUT: last.pt, best.pt, log.json, model.onnx, imp.json, importances.png.
     Under torchrun the same command trains with DistributedDataParallel.
     """
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    setup_logging(quiet=quiet or not main_rank)
-    _need_torch()
-    from onnxrecede.train.export import export_checkpoint, importances_to_export
+    main_rank = _start(kw["quiet"])
     from onnxrecede.train.loop import TrainConfig, fit
 
     cfg = TrainConfig(
         model=model_name,
         method=method,  # type: ignore[arg-type]
         data=data,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=momentum,
-        nesterov=not no_nesterov,
-        milestones=_fractions(milestones),
-        weight_decay=weight_decay,
-        bounded_lr_mult=bn_lr_mult,
         strength=strength,
         shift=shift,
+        reg_warmup=reg_warmup,
         width=width,
         seed=seed,
-        device=device,
         val_fraction=val_fraction,
-        augment=not no_augment,
-        max_steps_per_epoch=max_steps,
         out=out_dir,
-        resume=resume,
+        **_config_kwargs(kw),
     )
-    result = fit(cfg, progress=_Bar(not no_progress and not quiet))
-    if not main_rank:  # under torchrun, rank 0 exports
-        return
-    out = Path(out_dir)
+    result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
+    if main_rank:  # under torchrun, rank 0 exports
+        _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
+
+
+def _start(quiet: bool) -> bool:
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    setup_logging(quiet=quiet or not main_rank)
+    _need_torch()
+    return main_rank
+
+
+def _config_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig fields from the shared schedule and run options."""
+    return {
+        "epochs": kw["epochs"],
+        "batch_size": kw["batch_size"],
+        "lr": kw["lr"],
+        "momentum": kw["momentum"],
+        "nesterov": not kw["no_nesterov"],
+        "milestones": _fractions(kw["milestones"]),
+        "weight_decay": kw["weight_decay"],
+        "bounded_lr_mult": kw["bn_lr_mult"],
+        "device": kw["device"],
+        "augment": not kw["no_augment"],
+        "max_steps_per_epoch": kw["max_steps"],
+        "resume": kw["resume"],
+    }
+
+
+def _export_and_report(
+    result: Any, method: str, out: Path, kw: dict[str, Any], all_layers: bool, extra: dict
+) -> None:
+    """Export OUT/best.pt to model.onnx + imp.json, plot the histogram, print the summary."""
+    from onnxrecede.train.export import export_checkpoint, importances_to_export
+
     exp = export_checkpoint(
         out / "best.pt",
         out / "model.onnx",
         out / "imp.json",
-        exporter=exporter,  # type: ignore[arg-type]
-        opset=opset,
+        exporter=kw["exporter"],
+        opset=kw["opset"],
         all_layers=all_layers,
     )
     png = out / "importances.png"
@@ -233,6 +274,7 @@ def train(
     echo_json(
         {
             "out": str(out),
+            **extra,
             "best_epoch": result.best_epoch,
             "best_val_acc": result.best_val_acc,
             "test": result.test,
@@ -242,6 +284,84 @@ def train(
             "prune_scope": "local" if method == "ucs" else "global",
         }
     )
+
+
+@click.command("finetune")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option(
+    "--cut",
+    "report_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="the JSON written by `prune --report` for the export of CHECKPOINT",
+)
+@click.option(
+    "--importances",
+    "imp_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="the importances file given to prune (its node -> module mapping) "
+    "[default: imp.json beside CHECKPOINT]",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="folder to write"
+)
+@click.option("--data", default=None, help="data source [default: the checkpoint's]")
+@click.option("--val-fraction", type=float, default=None, help="[default: the checkpoint's]")
+@click.option("--seed", type=int, default=None, help="[default: the checkpoint's]")
+@_schedule_options
+@_run_options
+@click.option(
+    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
+)
+@handle_errors
+def finetune(
+    checkpoint: str,
+    report_path: str,
+    imp_path: str | None,
+    out_dir: str,
+    data: str | None,
+    val_fraction: float | None,
+    seed: int | None,
+    all_layers: bool,
+    **kw: Any,
+) -> None:
+    """Cut CHECKPOINT's model as an ONNX prune report says, then fine-tune it.
+
+    The channels removed are those `prune --report` lists for the exported model (joined to
+    torch modules through the importances file the export wrote). Training runs with the
+    regulariser off and the authors' schedule; --epochs 0 writes the cut model untrained.
+    Writes into OUT: best.pt, last.pt (if trained), log.json, model.onnx, imp.json,
+    importances.png. Resume and torchrun work as for `train`.
+    """
+    main_rank = _start(kw["quiet"])
+    from onnxrecede.train.checkpoint import load_checkpoint
+    from onnxrecede.train.finetune import finetune as run_finetune
+    from onnxrecede.train.finetune import finetune_config
+
+    if kw["epochs"] < 0:
+        raise InputError(f"--epochs must be >= 0, got {kw['epochs']}")
+    if Path(out_dir).resolve() == Path(checkpoint).resolve().parent and not kw["resume"]:
+        raise InputError(
+            f"--out {out_dir} is the folder of {checkpoint}; fine-tune into a new folder"
+        )
+    keys = imp_path or str(Path(checkpoint).parent / "imp.json")
+    ckpt = load_checkpoint(checkpoint)
+    cfg = finetune_config(
+        ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
+    )
+    result = run_finetune(
+        checkpoint,
+        report_path,
+        keys,
+        cfg,
+        progress=_Bar(not kw["no_progress"] and not kw["quiet"]),
+    )
+    if main_rank:
+        removed = sum(len(v) for v in result.arch.get("cut", {}).values())
+        _export_and_report(
+            result, cfg.method, Path(out_dir), kw, all_layers, {"channels_removed": removed}
+        )
 
 
 @click.command("export")

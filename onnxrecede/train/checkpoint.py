@@ -48,12 +48,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def model_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """An untrained model of the architecture a checkpoint describes."""
+    """An untrained model of the architecture a checkpoint describes.
+
+    ``arch["cut"]`` (a fine-tuning checkpoint): Conv module path -> removed output channels,
+    applied with :func:`onnxrecede.train.cut.apply_module_cut`.
+    """
     model = build_model(
         arch["model"], num_classes=int(arch["num_classes"]), width=float(arch["width"])
     )
     if arch.get("bn") == "bounded":
         swap_to_bounded(model)
+    if arch.get("cut"):
+        from onnxrecede.train.cut import apply_module_cut
+
+        apply_module_cut(model, arch["cut"])
     return model
 
 

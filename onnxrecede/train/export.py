@@ -14,6 +14,10 @@ Steps:
    path is looked up first (a dynamo-fused Conv carries it; an unfused BatchNormalization leads
    to its input's Conv), then the conv's module path (TorchScript folds BN away);
 5. write the importances and check every key with :func:`resolve_importances` before success.
+   The importances file's ``producer`` block also records ``node_modules``: the name of the
+   node producing the channels of every BatchNorm (candidate or not) -> the torch module path
+   of its Conv/Linear. :func:`onnxrecede.train.apply_cut` reads it to carry a prune report
+   (keyed by node names) back to the torch model.
 """
 
 from __future__ import annotations
@@ -202,6 +206,19 @@ def choose_keys(
     return keys
 
 
+def node_modules(onnx_model: ir.Model, producers: Mapping[str, str]) -> dict[str, str]:
+    """Producer node name -> torch module path of its Conv/Linear, for every BN's producer."""
+    out: dict[str, str] = {}
+    for bn, conv in producers.items():
+        try:
+            node = choose_keys(onnx_model, [bn], producers)[bn]
+        except InputError:
+            log.debug("no node found for the producer of '%s'", bn)
+            continue
+        out[node] = conv
+    return out
+
+
 def export_model(
     model: nn.Module,
     onnx_path: str | os.PathLike[str],
@@ -236,10 +253,16 @@ def export_model(
             all_tensors_to_one_file=True,
             location=onnx_path.name + ".data",
         )
-        keys = choose_keys(ir.load(staged), list(importances), producers)
+        staged_ir = ir.load(staged)
+        keys = choose_keys(staged_ir, list(importances), producers)
         scores = {keys[bn]: importances[bn].detach().cpu().double().numpy() for bn in importances}
         staged_imp = tmp / "importances.json"
-        meta = {**dict(producer or {}), "exporter": exporter, "module_paths": keys}
+        meta = {
+            **dict(producer or {}),
+            "exporter": exporter,
+            "module_paths": keys,
+            "node_modules": node_modules(staged_ir, producers),
+        }
         save_importances(staged_imp, scores, meta)
         resolve_importances(ir.load(staged), load_importances(staged_imp))
         if external:

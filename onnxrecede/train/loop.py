@@ -65,6 +65,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # lr /10 at these fractions of the epochs
     strength: float | None = None  # None: the method's default (1e-4; 0 for ucs)
     shift: float = DEFAULT_SHIFT
+    reg_warmup: int = 0  # epochs trained without the regulariser before it is switched on
     width: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -89,6 +90,8 @@ class TrainConfig:
             raise InputError(f"--strength must be >= 0, got {self.strength}")
         if self.method == "ucs" and self.resolved_strength() > 0:
             raise InputError("ucs trains without a regulariser; drop --strength")
+        if self.reg_warmup < 0:
+            raise InputError(f"--reg-warmup must be >= 0, got {self.reg_warmup}")
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -132,6 +135,24 @@ def importance_histogram(imps: dict[str, torch.Tensor], method: str, bins: int =
         "below_0.01": int((v < 0.01 * (1.0 if method == "rni" else top)).sum()),
         "median": float(v.median()),
     }
+
+
+def bimodality_coefficient(values: Any) -> float:
+    """Sarle's bimodality coefficient of a sample (> 5/9 = 0.555 suggests two modes).
+
+    (skew^2 + 1) / (excess kurtosis + 3 (n-1)^2 / ((n-2)(n-3))); needs at least 4 values.
+    """
+    v = torch.as_tensor(values, dtype=torch.float64).flatten()
+    n = v.numel()
+    if n < 4:
+        raise ValueError("the bimodality coefficient needs at least 4 values")
+    m = v - v.mean()
+    s2 = float((m**2).mean())
+    if s2 == 0.0:
+        return 0.0
+    skew = float((m**3).mean()) / s2**1.5
+    kurt = float((m**4).mean()) / s2**2 - 3
+    return (skew**2 + 1) / (kurt + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
 
 
 # ----------------------------------------------------------------------------- steps
@@ -189,7 +210,7 @@ def _train_epoch(ctx: _Run, epoch: int, progress: ProgressFn | None) -> dict[str
         x, y = _batch(ctx.bundle.train, idx, ctx.bundle, ctx.device, gen if cfg.augment else None)
         out = model(x)
         loss = F.cross_entropy(out, y)
-        reg = ctx.regularizer(ctx.raw_model)
+        reg = ctx.regularizer(ctx.raw_model) if epoch >= cfg.reg_warmup else None
         total = loss if reg is None else loss + reg
         ctx.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -254,7 +275,12 @@ class _Run:
         return {"mean": list(self.bundle.mean), "std": list(self.bundle.std)}
 
 
-def _new_run(cfg: TrainConfig, model: nn.Module | None, bundle: DataBundle | None) -> _Run:
+def _new_run(
+    cfg: TrainConfig,
+    model: nn.Module | None,
+    bundle: DataBundle | None,
+    arch: dict[str, Any] | None = None,
+) -> _Run:
     cfg.validate()
     torch.manual_seed(cfg.seed)
     probe = pick_device(cfg.device)
@@ -267,7 +293,7 @@ def _new_run(cfg: TrainConfig, model: nn.Module | None, bundle: DataBundle | Non
     if model is None:
         arch = {"model": cfg.model, "num_classes": bundle.num_classes, "width": cfg.width, "bn": bn}
         model = build_model(cfg.model, bundle.num_classes, cfg.width)
-    else:
+    elif arch is None:
         arch = {"model": "custom", "num_classes": bundle.num_classes, "width": 1.0, "bn": bn}
     if bn == "bounded":
         swap_to_bounded(model)
@@ -312,6 +338,11 @@ def _resume(run: _Run) -> None:
     if diff:
         what = ", ".join(f"{k}: {old.get(k)!r} -> {getattr(run.cfg, k)!r}" for k in diff)
         raise InputError(f"cannot resume {run.out / 'last.pt'}: the settings changed ({what})")
+    if ckpt.get("arch") != run.arch:
+        raise InputError(
+            f"cannot resume {run.out / 'last.pt'}: it holds another architecture or cut "
+            f"({ckpt.get('arch', {}).get('model')!r}); use a new --out folder"
+        )
     run.raw_model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
@@ -380,12 +411,15 @@ def fit(
     model: nn.Module | None = None,
     bundle: DataBundle | None = None,
     progress: ProgressFn | None = None,
+    arch: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``cfg.model`` (or the given ``model``, through the BN swap) as the config says.
 
     ``progress`` receives dicts (phase "train" per step, "epoch" per epoch) on rank 0.
+    ``arch`` describes a given ``model`` in its checkpoints (what ``model_from_arch`` rebuilds;
+    a fine-tune passes the cut model's); by default a given model is recorded as "custom".
     """
-    run = _new_run(cfg, model, bundle)
+    run = _new_run(cfg, model, bundle, arch)
     try:
         if cfg.resume and run.out is not None and (run.out / "last.pt").is_file():
             _resume(run)
