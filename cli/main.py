@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from onnxrecede_cli.bench_cmd import bench
+from onnxrecede_cli.eval_cmd import eval_cmd
 from onnxrecede_cli.importances_cmd import importances
 from onnxrecede_cli.prune_cmd import inspect_cmd, prune
 from onnxrecede_cli.train_cmd import export, finetune, train
@@ -23,6 +24,7 @@ main.add_command(train)
 main.add_command(export)
 main.add_command(finetune)
 main.add_command(bench)
+main.add_command(eval_cmd)
 main.add_command(importances)
 
 if __name__ == "__main__":  # pragma: no cover
