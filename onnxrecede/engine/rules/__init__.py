@@ -3,8 +3,10 @@
 from onnxrecede.engine.rules import (  # noqa: F401
     conv,
     elementwise,
+    indexing,
+    layout,
     linear,
     norm,
     pooling,
-    tensor_ops,
+    reshape,
 )

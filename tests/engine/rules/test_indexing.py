@@ -1,4 +1,4 @@
-"""Rules that index the channel axis: Concat, Split, Slice, Gather, Pad."""
+"""Rules in onnxrecede/engine/rules/indexing.py: Concat, Split, Slice, Gather, Pad."""
 
 from __future__ import annotations
 
