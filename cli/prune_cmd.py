@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
@@ -44,9 +44,11 @@ def _check_paths(model: str, output: str) -> None:
 )
 @click.option(
     "--ratio",
-    type=float,
+    type=str,
     default=None,
-    help="Fraction of prunable channels to remove (default 0.5).",
+    metavar="R|auto",
+    help="Fraction of prunable channels to remove (default 0.5); 'auto': cut at the valley of "
+    "bimodal importances.",
 )
 @click.option(
     "--threshold",
@@ -75,6 +77,19 @@ def _check_paths(model: str, output: str) -> None:
     show_default=True,
     help="Never keep fewer channels than this in any group or tensor.",
 )
+@click.option("--target-macs", type=float, default=None, metavar="F",
+              help="Keep at most this fraction of the MACs (0 < F < 1).")
+@click.option("--target-params", type=float, default=None, metavar="F",
+              help="Keep at most this fraction of the parameters (0 < F < 1).")
+@click.option("--target-speedup", type=float, default=None, metavar="X",
+              help="Smallest cut measured X times faster on CPU (ONNX Runtime); exit 5 if "
+                   "unreachable.")
+@click.option("--search-rounds", type=int, default=5, show_default=True,
+              help="--target-speedup: benchmark rounds of the bisection.")
+@click.option("--search-seconds", type=float, default=3.0, show_default=True,
+              help="--target-speedup: seconds of interleaved timing per round.")
+@click.option("--round-to", type=int, default=1, show_default=True, metavar="N",
+              help="Every pruned group keeps a multiple of N channels (blocked kernels).")
 @click.option(
     "--report",
     "report_path",
@@ -130,11 +145,17 @@ def prune(
     model: str,
     importances: str,
     output: str,
-    ratio: float | None,
+    ratio: str | None,
     threshold: float | None,
     scope: str,
     aggregate: str,
     min_channels: int,
+    target_macs: float | None,
+    target_params: float | None,
+    target_speedup: float | None,
+    search_rounds: int,
+    search_seconds: float,
+    round_to: int,
     report_path: str | None,
     as_json: bool,
     verify: bool,
@@ -163,8 +184,7 @@ def prune(
 
     if fail_below is not None and not run_bench:
         raise InputError("--fail-below needs --bench")
-    if ratio is not None and threshold is not None:
-        raise InputError("give either --ratio or --threshold, not both")
+    ratio_value = _parse_ratio(ratio)
     _check_paths(model, output)
     quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
@@ -172,11 +192,16 @@ def prune(
         pruned, report = api.prune(
             model,
             importances,
-            ratio=ratio,
+            ratio=ratio_value,
             threshold=threshold,
             scope=scope,
             aggregate=aggregate,
             min_channels=min_channels,
+            round_to=round_to,
+            target_macs=target_macs,
+            target_params=target_params,
+            target_speedup=target_speedup,
+            speedup_search={"rounds": search_rounds, "seconds": search_seconds},
             verify=verify,
             input_shapes=input_shapes,
             atol=atol,
@@ -212,6 +237,19 @@ def prune(
     quality.check(accuracy)
 
 
+def _parse_ratio(text: str | None) -> float | Literal["auto"] | None:
+    if text is None:
+        return None
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(
+            f"--ratio must be a number in [0, 1) or 'auto', got '{text}'"
+        ) from None
+
+
 def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
     from onnxrecede.bench import BenchOptions, compare
 
@@ -229,8 +267,29 @@ def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
     help="Importances file: adds an importance summary to each group.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.png",
+              help="Histogram of the importances (global and per group) with the threshold; "
+                   "text on stdout without matplotlib.")
+@click.option("--log", "log_scale", is_flag=True, help="--plot: log-scale importance axis.")
+@click.option("--ratio", "plot_ratio", default=None, metavar="R|auto",
+              help="--plot: draw the threshold of this ratio (default: auto's valley if bimodal).")
+@click.option("--threshold", "plot_threshold", type=float, default=None,
+              help="--plot: draw this threshold.")
+@click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
+              show_default=True, help="--plot: how coupled producers' scores combine.")
 @handle_errors
-def inspect_cmd(model: str, importances: str | None, as_json: bool) -> None:
+def inspect_cmd(
+    model: str,
+    importances: str | None,
+    as_json: bool,
+    plot_path: str | None,
+    log_scale: bool,
+    plot_ratio: str | None,
+    plot_threshold: float | None,
+    aggregate: str,
+) -> None:
+
     """List the channel groups of MODEL, their members, and the barriers that block some.
 
     \b
@@ -243,6 +302,12 @@ def inspect_cmd(model: str, importances: str | None, as_json: bool) -> None:
 
     if not os.path.exists(model):
         raise InputError(f"model file not found: {model}")
+    if plot_path is not None or log_scale or plot_ratio or plot_threshold is not None:
+        from onnxrecede_cli.inspect_plot import plot_importances
+
+        plot_importances(model, importances, plot_path, log_scale, _parse_ratio(plot_ratio),
+                         plot_threshold, aggregate, as_json)  # fmt: skip
+        return
     report = api.inspect(model, importances)
     if as_json:
         echo_json(report.to_dict())

@@ -124,7 +124,8 @@ def _choose_plan(
         return result.plan, result.policy, {
             f"target_{metric}": fraction,
             "search": {"metric": metric, "estimate_macs": result.estimate[0],
-                       "estimate_params": result.estimate[1], "steps": result.steps},
+                       "estimate_params": result.estimate[1], "steps": result.steps,
+                       "kept_below_threshold": result.skipped_channels},
         }  # fmt: skip
     return make_plan(analysis, scores, base), base, {}
 

@@ -178,6 +178,12 @@ def format_policy(report: PruneReport) -> list[str]:
                 f"target {metric}: at most {p[f'target_{metric}']:g} of the original, reached "
                 f"{after / before:.4f} ({where})"
             )
+            skipped = p.get("search", {}).get("kept_below_threshold")
+            if skipped:
+                lines.append(
+                    f"  {skipped} channels below the threshold were kept: removing them would "
+                    "overshoot the budget by more than 10%"
+                )
     search = p.get("speedup_search")
     if search:
         lines.append(f"speedup search ({search['rounds']} rounds, CPU, batch {search['batch']}):")

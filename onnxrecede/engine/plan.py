@@ -97,9 +97,16 @@ def _class_scores(
 
 
 def make_plan(
-    analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], policy: Policy
+    analysis: Analysis,
+    scores: Mapping[ir.Value, tuple[str, np.ndarray]],
+    policy: Policy,
+    keep_roots: frozenset[int] = frozenset(),
 ) -> Plan:
-    """Decide which channels to keep. ``scores`` maps a tensor to (key, importance vector)."""
+    """Decide which channels to keep. ``scores`` maps a tensor to (key, importance vector).
+
+    ``keep_roots``: channels (union-find roots) kept whatever the policy says (a budget search
+    keeps an expensive channel to land closer to its target).
+    """
     policy.validate()
     importance = _class_scores(analysis, scores, policy.aggregate)
     n_elements = analysis.roots.shape[0]
@@ -131,7 +138,7 @@ def make_plan(
         candidates.sort()
         removed_roots.update(r for _, _, _, r in candidates[:k])
     keep_root = np.ones(n_elements, dtype=bool)
-    for r in removed_roots:
+    for r in removed_roots - keep_roots:
         keep_root[r] = False
     restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
     if policy.round_to > 1:

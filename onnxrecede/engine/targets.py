@@ -14,6 +14,12 @@ Cases:
    analysis is done once). The result is the smallest cut whose cost is at most F; when even
    the largest cut (every prunable channel but ``min_channels``) stays above F, the smallest
    reachable fraction is reported in the error.
+3. Global scope, when that cut overshoots (cost under 0.9 F: on a small model one channel can
+   carry more than 10% of the MACs): from the last cut above F, the next channels in
+   importance order are removed one value at a time, skipping any whose removal alone would
+   overshoot, until the cost is in [0.9 F, F] (at most ``REFINE_STEPS`` values are tried).
+   The skipped channels are kept although they rank below the final threshold; the report
+   counts them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ MIN_SEPARATION = 2.0
 #: smallest share of channels a mode may hold
 MIN_WEIGHT = 0.01
 LOCAL_STEPS = 1000
+#: values tried by case 3, and the fraction of the budget it aims to reach
+REFINE_STEPS = 64
+REFINE_FLOOR = 0.9
 
 
 def prunable_importances(analysis: Analysis, scores: Scores, aggregate: str) -> np.ndarray:
@@ -143,7 +152,12 @@ def auto_threshold(values: np.ndarray) -> AutoCut:
             f"mixture on {'log10' if positive else 'raw'} importances of {len(values)} channels); "
             "give --ratio R, --threshold T or a --target-macs/--target-params budget instead"
         )
-    cut = float(10 ** grid[i]) if positive else float(grid[i])
+    # Any value in the empty stretch around the valley removes the same channels: take the
+    # middle of the gap between the neighbouring importances (on the fitted scale).
+    v = grid[i]
+    below, above = x[x < v], x[x >= v]
+    mid = (below.max() + above.min()) / 2 if len(below) and len(above) else v
+    cut = float(10**mid) if positive else float(mid)
     return AutoCut(
         threshold=cut,
         separation=float(d),
@@ -166,6 +180,7 @@ class SearchResult:
     policy: Policy
     estimate: tuple[int, int]
     steps: list[dict[str, Any]] = field(default_factory=list)
+    skipped_channels: int = 0  # kept below the threshold to land closer to the target
 
 
 class UnreachableTargetError(InputError):
@@ -221,7 +236,49 @@ def search_target(
         else:
             lo = mid
     plan, est = evaluate(hi)
-    return SearchResult(plan, candidates(hi), est, sorted(steps, key=lambda s: s["position"]))
+    result = SearchResult(plan, candidates(hi), est, sorted(steps, key=lambda s: s["position"]))
+    if policy.scope == "global" and est[index] < REFINE_FLOOR * fraction * before and hi > 0:
+        refined = _refine(analysis, scores, candidates, lo, cost_model, index, fraction * before)
+        if refined is not None and refined.estimate[index] > est[index]:
+            refined.steps = result.steps
+            return refined
+    return result
+
+
+def _refine(
+    analysis: Analysis,
+    scores: Scores,
+    candidates: Callable[[int], Policy],
+    lo: int,
+    cost_model: CostModel,
+    index: int,
+    budget: float,
+) -> SearchResult | None:
+    """Case 3: continue from cut ``lo`` (above budget), skipping values that overshoot."""
+    importance = _class_scores(analysis, scores, candidates(0).aggregate)
+    roots_of: dict[float, list[int]] = {}
+    for g in analysis.groups:
+        if g.prunable:
+            for r in g.classes:
+                if int(r) in importance:
+                    roots_of.setdefault(importance[int(r)], []).append(int(r))
+    skipped: set[int] = set()
+    best: SearchResult | None = None
+    last = getattr(candidates, "last", lo)
+    for i in range(lo + 1, min(lo + 1 + REFINE_STEPS, last + 1)):
+        policy = candidates(i)
+        plan = make_plan(analysis, scores, policy, frozenset(skipped))
+        est = cost_model.estimate(plan.keep_element)
+        if est[index] > budget:
+            continue  # still above: this value's channels stay removed, go on
+        if est[index] >= REFINE_FLOOR * budget:
+            return SearchResult(plan, policy, est, skipped_channels=len(skipped))
+        if best is None or est[index] > best.estimate[index]:
+            best = SearchResult(plan, policy, est, skipped_channels=len(skipped))
+        low, high = candidates(i - 1).threshold, policy.threshold
+        assert low is not None and high is not None
+        skipped.update(r for v, rs in roots_of.items() if low <= v < high for r in rs)
+    return best
 
 
 def _candidate_policies(
