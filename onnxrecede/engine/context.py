@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx_ir as ir
@@ -11,6 +12,7 @@ from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.spaces import FIXED, PRODUCER, ChannelView, ElementSpace
 
 Dims = tuple[int | None, ...]
+D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class AnalysisContext:
     barriers: list[BarrierRecord] = field(default_factory=list)
     #: nodes that own output channels (producers, depthwise convs): their output view
     channel_outputs: dict[ir.Node, ChannelView] = field(default_factory=dict)
+    #: what a rule decided about a node (the split sizes, the gather indices, the conv kind),
+    #: for its rewrite to read instead of working it out again
+    decisions: dict[ir.Node, Any] = field(default_factory=dict)
 
     # ---- shapes
 
@@ -106,6 +111,10 @@ class AnalysisContext:
         if len(labels):
             self.barriers.append(BarrierRecord(node, reason, labels))
 
+    def decide(self, node: ir.Node, decision: Any) -> None:
+        """Record what the rule decided about ``node``; its rewrite reads it back."""
+        self.decisions[node] = decision
+
     def barrier(self, node: ir.Node, reason: str) -> None:
         """Make ``node`` a barrier: block every channel it reads, forget what it produced."""
         for inp in node.inputs:
@@ -115,6 +124,7 @@ class AnalysisContext:
         for out in node.outputs:
             self.views.pop(out, None)
         self.channel_outputs.pop(node, None)
+        self.decisions.pop(node, None)
 
 
 @dataclass(frozen=True)
@@ -133,11 +143,17 @@ class RewriteContext:
     analysis_views: dict[ir.Value, ChannelView]
     keep_element: np.ndarray
     const: ConstantEvaluator
+    decisions: dict[ir.Node, Any] = field(default_factory=dict)
     edits: list[ParamEdit] = field(default_factory=list)
     replacements: list[tuple[ir.Node, int, np.ndarray]] = field(default_factory=list)
 
     def view(self, value: ir.Value | None) -> ChannelView | None:
         return None if value is None else self.analysis_views.get(value)
+
+    def decision(self, node: ir.Node, kind: type[D]) -> D | None:
+        """What analysis decided about ``node``, if it recorded a decision of type ``kind``."""
+        found = self.decisions.get(node)
+        return found if isinstance(found, kind) else None
 
     def dims(self, value: ir.Value | None) -> Dims | None:
         return static_dims(value, self.const)

@@ -196,7 +196,9 @@ class _Editor:
 def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | None = None) -> None:
     """Rewrite ``analysis.model`` in place to keep only the channels in ``keep_element``."""
     model = analysis.model
-    ctx = RewriteContext(analysis.ctx.views, keep_element, analysis.ctx.const)
+    ctx = RewriteContext(
+        analysis.ctx.views, keep_element, analysis.ctx.const, analysis.ctx.decisions
+    )
     nodes = list(model.graph)
     for i, node in enumerate(nodes):
         rule = rule_for(node)

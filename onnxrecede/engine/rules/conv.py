@@ -13,12 +13,24 @@ Cases:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
 from onnxrecede.engine.spaces import PRODUCER
+
+
+@dataclass(frozen=True)
+class ConvKind:
+    """Which case of the module docstring analysis found: plain, depthwise or grouped."""
+
+    kind: str
+
+
+PLAIN, DEPTHWISE, GROUPED = ConvKind("plain"), ConvKind("depthwise"), ConvKind("grouped")
 
 
 def _bias_ok(ctx: AnalysisContext, node: ir.Node) -> bool:
@@ -48,12 +60,14 @@ class ConvRule(Rule):
             if xv is not None:
                 ctx.consume(node, 1, w_in_axis, xv.labels)
             ctx.produce(node, out, 1, cout)
+            ctx.decide(node, PLAIN)
             return None
         if group == cin and cout % group == 0:
             if xv is None:
                 return "depthwise convolution whose input channels are not tracked"
             view = ctx.set_view(out, 1, np.repeat(xv.labels, cout // group))
             ctx.channel_outputs[node] = view
+            ctx.decide(node, DEPTHWISE)
             return None
         if cin % group or cout % group:
             return f"grouped convolution (group={group}) with uneven groups"
@@ -65,23 +79,25 @@ class ConvRule(Rule):
             ctx.consume(node, 1, w_in_axis, rows[0] if not transpose else xv.labels)
         atom = ctx.space.new_atom(cout // group, PRODUCER, node, out)
         ctx.channel_outputs[node] = ctx.set_view(out, 1, np.tile(atom, group))
+        ctx.decide(node, GROUPED)
         return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
         transpose = node.op_type == "ConvTranspose"
         x, out = node.inputs[0], node.outputs[0]
-        if not (ctx.changed(x) or ctx.changed(out)):
+        kind = ctx.decision(node, ConvKind)
+        if kind is None or not (ctx.changed(x) or ctx.changed(out)):
             return
         keep_in, keep_out = ctx.keep_positions(x), ctx.keep_positions(out)
         w_in_axis, w_out_axis = (0, 1) if transpose else (1, 0)
         group = node.attributes.get_int("group", 1)
         slices: dict[int, np.ndarray] = {}
-        if group == 1:
+        if kind == PLAIN:
             if keep_in is not None and ctx.changed(x):
                 slices[w_in_axis] = keep_in
             if keep_out is not None and ctx.changed(out):
                 slices[w_out_axis] = keep_out
-        elif _is_depthwise(ctx, node, group):  # the weight has one input channel per group
+        elif kind == DEPTHWISE:  # the weight has one input channel per group
             assert keep_in is not None and keep_out is not None
             slices[0] = keep_in if transpose else keep_out
             node.attributes["group"] = ir.AttrInt64("group", int(len(keep_in)))
@@ -96,11 +112,6 @@ class ConvRule(Rule):
         has_bias = len(node.inputs) > 2 and node.inputs[2] is not None
         if has_bias and keep_out is not None and ctx.changed(out):
             ctx.slice_param(node, 2, {0: keep_out})
-
-
-def _is_depthwise(ctx: RewriteContext, node: ir.Node, group: int) -> bool:
-    xv = ctx.view(node.inputs[0])
-    return xv is not None and len(xv) == group
 
 
 def _first_group(keep: np.ndarray, value: ir.Value | None, ctx: RewriteContext, group: int) -> np.ndarray:

@@ -12,6 +12,7 @@ Cases:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
@@ -85,6 +86,39 @@ def _split_sizes(
     return sizes if all(s >= 0 for s in sizes) else None
 
 
+@dataclass(frozen=True)
+class SplitChannels:
+    """The split runs along the channel axis (its sizes are rewritten)."""
+
+
+@dataclass(frozen=True)
+class SliceChannels:
+    """The slice takes positions ``start:stop`` of the channel axis, entry ``entry`` of its
+    starts/ends."""
+
+    entry: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class GatherChannels:
+    """The gather picks ``indices`` (non-negative) along the channel axis."""
+
+    indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class PadChannels:
+    """The pad adds ``lo`` and ``hi`` channels around the channel axis ``axis``; ``pads`` is
+    its full begin/end list."""
+
+    axis: int
+    lo: int
+    hi: int
+    pads: tuple[int, ...]
+
+
 @register("Split")
 class SplitRule(Rule):
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
@@ -105,16 +139,12 @@ class SplitRule(Rule):
         for out, size in zip(node.outputs, sizes):
             ctx.set_view(out, axis, xv.labels[offset : offset + size])
             offset += size
+        ctx.decide(node, SplitChannels())
         return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
-        x = node.inputs[0]
-        xv = ctx.view(x)
-        if xv is None or not ctx.changed(x) or ctx.view(node.outputs[0]) is xv:
+        if ctx.decision(node, SplitChannels) is None or not ctx.changed(node.inputs[0]):
             return
-        outs = [ctx.view(o) for o in node.outputs]
-        if any(o is not None and o.labels is xv.labels for o in outs):
-            return  # split along another axis: nothing to rewrite
         sizes = np.asarray([len(ctx.keep_positions(o)) for o in node.outputs], dtype=np.int64)  # type: ignore[arg-type]
         if opset(node) >= 13:
             if "num_outputs" in node.attributes:
@@ -169,26 +199,23 @@ class SliceRule(Rule):
         i = axes.index(xv.axis)
         if steps[i] != 1:
             return "it slices the channel axis with a step other than 1"
-        labels = xv.labels[slice(starts[i], ends[i])]
+        start, stop, _ = slice(starts[i], ends[i]).indices(len(xv))
+        labels = xv.labels[start:stop]
         if not len(labels):
             return "it slices the channel axis to nothing"
         ctx.set_view(node.outputs[0], xv.axis, labels)
+        ctx.decide(node, SliceChannels(i, start, stop))
         return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
         x = node.inputs[0]
-        xv = ctx.view(x)
-        if xv is None or not ctx.changed(x):
+        xv, decided = ctx.view(x), ctx.decision(node, SliceChannels)
+        if xv is None or decided is None or not ctx.changed(x):
             return
         params = _slice_params(ctx, node)
-        rank = ctx.rank(x)
-        assert params is not None and rank is not None
-        starts, ends, axes, _ = params
-        axes = [normalize_axis(a, rank) for a in axes]
-        if xv.axis not in axes:
-            return
-        i = axes.index(xv.axis)
-        start, stop, _ = slice(starts[i], ends[i]).indices(len(xv))
+        assert params is not None
+        starts, ends, _, _ = params
+        i, start, stop = decided.entry, decided.start, decided.stop
         kept = ctx.keep_element[xv.labels]
         new_start = int(kept[:start].sum())
         new_stop = new_start + int(kept[start:stop].sum())
@@ -223,21 +250,21 @@ class GatherRule(Rule):
             return None
         if idx is None or idx.ndim != 1:
             return "it gathers channels with non-constant or non-1-D indices"
-        ctx.set_view(node.outputs[0], axis, xv.labels[idx.astype(np.int64)])
+        indices = idx.astype(np.int64) % len(xv)
+        ctx.set_view(node.outputs[0], axis, xv.labels[indices])
+        ctx.decide(node, GatherChannels(indices))
         return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
         x, out = node.inputs[0], node.outputs[0]
-        xv, ov = ctx.view(x), ctx.view(out)
-        if xv is None or ov is None or not ctx.changed(x) or ov.labels is xv.labels:
+        decided = ctx.decision(node, GatherChannels)
+        if decided is None or not ctx.changed(x):
             return
-        idx = np.asarray(ctx.constant(node.inputs[1])).astype(np.int64) % len(xv)
         keep_in = ctx.keep_positions(x)
         keep_out = ctx.keep_positions(out)
         assert keep_in is not None and keep_out is not None
-        new = np.searchsorted(keep_in, idx[keep_out]).astype(
-            np.asarray(ctx.constant(node.inputs[1])).dtype
-        )
+        dtype = np.asarray(ctx.constant(node.inputs[1])).dtype
+        new = np.searchsorted(keep_in, decided.indices[keep_out]).astype(dtype)
         ctx.set_constant_input(node, 1, new)
 
 
@@ -279,26 +306,19 @@ class PadRule(Rule):
         lo_labels = ctx.space.new_atom(lo, PAD, node, node.outputs[0])
         hi_labels = ctx.space.new_atom(hi, PAD, node, node.outputs[0])
         ctx.set_view(node.outputs[0], xv.axis, np.concatenate([lo_labels, xv.labels, hi_labels]))
+        ctx.decide(node, PadChannels(xv.axis, lo, hi, tuple(pads)))
         return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
-        x, out = node.inputs[0], node.outputs[0]
-        xv, ov, rank = ctx.view(x), ctx.view(out), ctx.rank(x)
-        if (
-            xv is None
-            or ov is None
-            or rank is None
-            or ov.labels is xv.labels
-            or not ctx.changed(out)
-        ):
+        out = node.outputs[0]
+        ov, decided = ctx.view(out), ctx.decision(node, PadChannels)
+        if ov is None or decided is None or not ctx.changed(out):
             return
-        pads = _pads(ctx, node, rank)
-        assert pads is not None
         kept = ctx.keep_element[ov.labels]
-        lo, hi = pads[xv.axis], pads[xv.axis + rank]
-        new = list(pads)
-        new[xv.axis] = int(kept[:lo].sum())
-        new[xv.axis + rank] = int(kept[len(kept) - hi :].sum()) if hi else 0
+        axis, lo, hi, rank = decided.axis, decided.lo, decided.hi, len(decided.pads) // 2
+        new = list(decided.pads)
+        new[axis] = int(kept[:lo].sum())
+        new[axis + rank] = int(kept[len(kept) - hi :].sum()) if hi else 0
         if opset(node) < 11:
             node.attributes["pads"] = ir.AttrInt64s("pads", new)
             return

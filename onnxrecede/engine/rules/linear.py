@@ -12,6 +12,8 @@ Cases:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
@@ -64,6 +66,14 @@ class GemmRule(Rule):
             ctx.slice_param(node, 2, {bias.ndim - 1: keep_out})
 
 
+@dataclass(frozen=True)
+class MatMulRole:
+    """Case 2a (A's last axis is consumed, B's columns are produced) or 2b (rows pass)."""
+
+    consumes: bool
+    produces: bool
+
+
 @register("MatMul")
 class MatMulRule(Rule):
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
@@ -83,17 +93,20 @@ class MatMulRule(Rule):
                     return "the channels of A do not match B's rows"
                 ctx.consume(node, 1, 0, av.labels)
             ctx.produce(node, out, rout - 1, int(bd[1]))
+            ctx.decide(node, MatMulRole(consumes=av is not None, produces=True))
             return None
         ctx.set_view(out, av.axis + rout - ra, av.labels)
+        ctx.decide(node, MatMulRole(consumes=False, produces=False))
         return None
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
         a, out = node.inputs[0], node.outputs[0]
-        av, ov = ctx.view(a), ctx.view(out)
+        role = ctx.decision(node, MatMulRole)
+        if role is None:
+            return
         slices = {}
-        ra = ctx.rank(a)
-        if av is not None and ra is not None and av.axis == ra - 1 and ctx.changed(a):
+        if role.consumes and ctx.changed(a):
             slices[0] = ctx.keep_positions(a)
-        if ov is not None and ctx.changed(out) and (av is None or av.labels is not ov.labels):
+        if role.produces and ctx.changed(out):
             slices[1] = ctx.keep_positions(out)
         ctx.slice_param(node, 1, slices)  # type: ignore[arg-type]
