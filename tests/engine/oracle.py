@@ -70,6 +70,8 @@ def masked_oracle(
     analysis = analyze(m)
     imps = load_importances(importances)
     scores = {r.value: (k, imps.scores[k]) for k, r in resolve_importances(m, imps).items()}
+    if policy.get("threshold") is not None:
+        policy = {**policy, "ratio": None}
     plan = make_plan(analysis, scores, Policy(**policy))
     return mask_consumers(analysis, plan.keep_element)
 

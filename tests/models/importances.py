@@ -40,17 +40,13 @@ def output_channels(node: onnx.NodeProto, weight: tuple[int, ...]) -> int | None
     return None
 
 
-def make_random_importances(
-    model_path: str | os.PathLike[str], seed: int = 0
-) -> dict[str, list[float]]:
-    """Uniform [0, 1) importances for each Conv, ConvTranspose, Gemm and constant-weight MatMul.
+def importances_for(model: onnx.ModelProto) -> dict[str, int]:
+    """Output-channel count of each Conv, ConvTranspose, Gemm and constant-weight MatMul.
 
     Keys are node names; a channel node without a name raises ``ValueError``.
     """
-    model = onnx.load(os.fspath(model_path), load_external_data=False)
     shapes = _constant_shapes(model)
-    rng = np.random.default_rng(seed)
-    scores: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
@@ -60,5 +56,17 @@ def make_random_importances(
             continue
         if not node.name:
             raise ValueError(f"{node.op_type} node producing '{node.output[0]}' has no name")
-        scores[node.name] = [float(v) for v in rng.random(n)]
-    return scores
+        counts[node.name] = n
+    return counts
+
+
+def make_random_importances(
+    model_path: str | os.PathLike[str], seed: int = 0
+) -> dict[str, list[float]]:
+    """Uniform [0, 1) importances for each Conv, ConvTranspose, Gemm and constant-weight MatMul.
+
+    Keys are node names; a channel node without a name raises ``ValueError``.
+    """
+    model = onnx.load(os.fspath(model_path), load_external_data=False)
+    rng = np.random.default_rng(seed)
+    return {name: [float(v) for v in rng.random(n)] for name, n in importances_for(model).items()}
