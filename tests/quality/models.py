@@ -59,8 +59,12 @@ def small_cnn(
             }
         )
         nodes.append(
-            helper.make_node("BatchNormalization", ["a", "bn_a.scale", "bn_a.bias", "bn_a.mean",
-                             "bn_a.var"], ["a_bn"], name="bn_a")  # fmt: skip
+            helper.make_node(
+                "BatchNormalization",
+                ["a", "bn_a.scale", "bn_a.bias", "bn_a.mean", "bn_a.var"],
+                ["a_bn"],
+                name="bn_a",
+            )  # fmt: skip
         )
         a = "a_bn"
     p = kb // 2
@@ -86,7 +90,9 @@ def small_cnn(
     )
 
 
-def importances_removing(conv_a: list[int], conv_b: list[int] | None = None) -> dict[str, list[float]]:
+def importances_removing(
+    conv_a: list[int], conv_b: list[int] | None = None
+) -> dict[str, list[float]]:
     """Importances that rank the given channels of conv_a (and conv_b) lowest."""
     a = [0.0 if i in conv_a else 1.0 + i for i in range(8)]
     b = [0.0 if conv_b and i in conv_b else 1.0 + i for i in range(6)]

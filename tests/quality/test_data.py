@@ -69,7 +69,9 @@ def test_npz_limit_is_a_seeded_subset_in_order(tmp_path: Path) -> None:
 
 def test_npz_wrong_keys_name_both_sides(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", images=np.ones((2, 3)), y=np.zeros(2, np.int64))
-    with pytest.raises(InputError, match=r"holds arrays images, but the model's inputs are 'input'"):
+    with pytest.raises(
+        InputError, match=r"holds arrays images, but the model's inputs are 'input'"
+    ):
         open_samples(tmp_path / "d.npz", ["input"])
 
 
@@ -156,7 +158,9 @@ def test_image_folder_reads_one_batch_at_a_time(tmp_path: Path, monkeypatch) -> 
     _write_folder(tmp_path, {"a": [(8, 8)] * 5, "cat": [(8, 8)] * 2})
     reads: list[Path] = []
     original = data._read_image_file
-    monkeypatch.setattr(data, "_read_image_file", lambda p, plan: reads.append(p) or original(p, plan))
+    monkeypatch.setattr(
+        data, "_read_image_file", lambda p, plan: reads.append(p) or original(p, plan)
+    )
     samples = open_samples(tmp_path, input_specs(small_cnn()))
     assert reads == []
     it = samples.batches(3)

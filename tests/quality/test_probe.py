@@ -62,8 +62,12 @@ def test_probe_with_outputs_and_progress(samples) -> None:
     assert set(arrays) == {"b_relu", "logits"}
     np.testing.assert_array_equal(batch.labels, [0, 1, 2, 3])
     pooled = arrays["b_relu"].mean(axis=(2, 3))
-    w = onnx.numpy_helper.to_array(next(t for t in small_cnn().graph.initializer if t.name == "fc.weight"))
-    b = onnx.numpy_helper.to_array(next(t for t in small_cnn().graph.initializer if t.name == "fc.bias"))
+    w = onnx.numpy_helper.to_array(
+        next(t for t in small_cnn().graph.initializer if t.name == "fc.weight")
+    )
+    b = onnx.numpy_helper.to_array(
+        next(t for t in small_cnn().graph.initializer if t.name == "fc.bias")
+    )
     np.testing.assert_allclose(arrays["logits"], pooled @ w.T + b, rtol=1e-4, atol=1e-4)
 
 

@@ -164,7 +164,9 @@ def test_reconstruction_report_and_verification(calib) -> None:
     path, x = calib
     model = small_cnn(seed=3)
     repair = RepairOptions(reconstruct=True, calibration=str(path))
-    pruned, report = api.prune(model, importances_removing([0, 2, 5], [1, 3]), threshold=0.5, repair=repair)
+    pruned, report = api.prune(
+        model, importances_removing([0, 2, 5], [1, 3]), threshold=0.5, repair=repair
+    )
     rec = report.repair["reconstruction"]  # type: ignore[index]
     assert [e["node"] for e in rec["consumers"]] == ["conv_b", "fc"]
     for e in rec["consumers"]:
