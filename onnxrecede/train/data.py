@@ -2,7 +2,8 @@
 
 Sources (``--data``):
 1. ``synthetic`` or ``synthetic:N``: the built-in procedural set (N training images, default
-   5000; N // 5 test images), see :mod:`onnxrecede.train.synthetic`;
+   5000; N // 5 test images), see :mod:`onnxrecede.train.synthetic`; augmented without flips,
+   since a flip turns one orientation class into another;
 2. ``cifar10:DIR`` / ``cifar100:DIR``: a local ``cifar-10-batches-py`` / ``cifar-100-python``
    folder in the python pickle format (never downloaded). The pickles are read by an unpickler
    that only builds numpy arrays, so a crafted file cannot run code;
@@ -231,7 +232,8 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataBundle
         len(test),
         classes,
     )
-    return DataBundle(kind, train, val, test, classes, mean, std)
+    # a mirrored grating has the mirrored orientation, another class of the synthetic set
+    return DataBundle(kind, train, val, test, classes, mean, std, flip=kind != "synthetic")
 
 
 def load_digits_bundle(arg: str = "") -> DataBundle:

@@ -144,3 +144,14 @@ def test_sharded_batches_cover_the_global_batch():
     assert len(r0) == len(r1) == num_train_batches(10, 4, world=2) == 2
     for f, a, b in zip(full, r0, r1, strict=False):
         assert sorted(torch.cat([a, b]).tolist()) == sorted(f.tolist())
+
+
+def test_no_flips_where_a_flip_changes_the_class():
+    """A mirrored grating of orientation k*pi/5 has orientation (5-k)*pi/5: another class."""
+    assert load_data("synthetic:20").flip is False
+    x, y = make_synthetic(400, seed=3)
+    from onnxrecede.train.synthetic import _class_params
+
+    angle, _ = _class_params(np.arange(10))
+    mirrored = (np.pi - angle) % np.pi
+    assert not np.allclose(mirrored[1:5], angle[1:5])  # classes 1..4 turn into 4..1
