@@ -130,7 +130,7 @@ def _cut_outputs(conv: nn.Module, bn: nn.Module, keep: torch.Tensor) -> None:
     names = ("theta",) if is_bounded(bn) else ("weight", "bias")
     for n in (*names, "running_mean", "running_var"):
         _cut_param(bn, n, keep, 0)
-    bn.num_features = len(keep)
+    bn.num_features = len(keep)  # type: ignore[assignment]
 
 
 def _cut_inputs(reader: nn.Module, keep: torch.Tensor) -> None:
@@ -201,8 +201,9 @@ def _plan(model: nn.Module, cut: Mapping[str, list[int]]) -> list[_Stream]:
     for s, sc, nxt in _shortcuts(model, streams):
         middle = [i - sc.pad_lo for i in nxt.keep if sc.pad_lo <= i < sc.pad_lo + s.width]
         if middle != s.keep:
+            where = s.shortcut_into[0] if s.shortcut_into else "?"
             raise InputError(
-                f"the report cuts the option-A shortcut '{s.shortcut_into[0]}' inconsistently: "
+                f"the report cuts the option-A shortcut '{where}' inconsistently: "
                 "the channels it passes on must be cut exactly as the stream that feeds it"
             )
     return streams
