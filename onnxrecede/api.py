@@ -11,6 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.cost import count_cost
+from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.plan import Plan, Policy, make_plan
@@ -27,7 +28,8 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 ImportancesSource = Any  # path, mapping or Importances
 
-REPORTED_PRODUCERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: op types whose removed output channels are reported per node (asked of their rules)
+REPORTED_PRODUCERS = registry.reported_ops()
 
 
 def _scores(model: ir.Model, imp: Importances) -> dict[ir.Value, tuple[str, np.ndarray]]:

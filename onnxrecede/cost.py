@@ -31,15 +31,17 @@ Nodes whose shapes cannot be inferred count 0 MACs and are listed in ``Cost.unre
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import onnx
 import onnx_ir as ir
 
+from onnxrecede.engine.registry import rule_for, rules
 from onnxrecede.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -109,9 +111,9 @@ def count_cost(
     for index, node in enumerate(ir.traversal.RecursiveGraphIterator(ir_model.graph)):
         name = node.name or f"{node.op_type}_{index}"
         macs = 0
-        counter = _MAC_COUNTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if counter is not None:
-            counted = counter(node, shapes)
+        rule = rule_for(node)
+        if rule is not None:
+            counted = rule.macs(node, functools.partial(_shape_of, node, shapes=shapes))
             if counted is None:
                 unresolved.append(name)
             else:
@@ -231,18 +233,7 @@ def _collect_shapes(graph: onnx.GraphProto) -> dict[str, Shape]:
     return shapes
 
 
-# MAC counters: one per op type ---------------------------------------------------------------
-
-_MacCounter = Callable[[ir.Node, Mapping[str, Shape]], "int | None"]
-_MAC_COUNTERS: dict[str, _MacCounter] = {}
-
-
-def _mac_counter(op_type: str) -> Callable[[_MacCounter], _MacCounter]:
-    def register(fn: _MacCounter) -> _MacCounter:
-        _MAC_COUNTERS[op_type] = fn
-        return fn
-
-    return register
+# Shapes for the MAC counters (one per rule, onnxrecede/engine/rules) -----------------------
 
 
 def _shape_of(
@@ -259,65 +250,21 @@ def _shape_of(
     return tuple(int(d) for d in shape if d is not None)
 
 
-@_mac_counter("Conv")
-def _conv_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
-    weight = _shape_of(node, 1, shapes)
-    out = _shape_of(node, 0, shapes, output=True)
-    if weight is None or out is None:
-        return None
-    # N * Cout * prod(out spatial)  *  (Cin/group) * prod(kernel)
-    return math.prod(out) * math.prod(weight[1:])
-
-
-@_mac_counter("ConvTranspose")
-def _conv_transpose_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
-    x = _shape_of(node, 0, shapes)
-    weight = _shape_of(node, 1, shapes)
-    if x is None or weight is None:
-        return None
-    # N * Cin * prod(in spatial)  *  (Cout/group) * prod(kernel)
-    return math.prod(x) * math.prod(weight[1:])
-
-
-@_mac_counter("Gemm")
-def _gemm_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
-    a = _shape_of(node, 0, shapes)
-    out = _shape_of(node, 0, shapes, output=True)
-    if a is None or out is None or len(a) != 2:
-        return None
-    trans_a = node.attributes.get_int("transA", 0)
-    k = a[0] if trans_a else a[1]
-    return math.prod(out) * k
-
-
-@_mac_counter("MatMul")
-def _matmul_macs(node: ir.Node, shapes: Mapping[str, Shape]) -> int | None:
-    a = _shape_of(node, 0, shapes)
-    out = _shape_of(node, 0, shapes, output=True)
-    if a is None or out is None or not a:
-        return None
-    # Output holds batch * M * N elements (1-D operands drop M or N); each costs K MACs.
-    return math.prod(out) * a[-1]
-
-
 # Parameters ---------------------------------------------------------------------------------
 
-#: Input indices of each op that hold parameters (see the module docstring).
-_PARAM_INPUTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2),
-    "ConvTranspose": (1, 2),
-    "Gemm": (0, 1, 2),
-    "MatMul": (0, 1),
-    "BatchNormalization": (1, 2),
-    "InstanceNormalization": (1, 2),
-    "LayerNormalization": (1, 2),
-    "GroupNormalization": (1, 2),
-    "PRelu": (1,),
-    "Mul": (0, 1),
-    "Add": (0, 1),
-}
-#: Element-wise ops whose constants are parameters only if they are not scalars.
-_NON_SCALAR_ONLY = frozenset({"Mul", "Add"})
+def _param_table() -> tuple[dict[str, tuple[int, ...]], frozenset[str]]:
+    """Inputs holding parameters per default-domain op type (asked of each op's rule), and the
+    op types whose one-element constants are not parameters."""
+    table, non_scalar = {}, set()
+    for (domain, op), rule in rules().items():
+        if not domain and rule.param_inputs(op):
+            table[op] = rule.param_inputs(op)
+            if not rule.scalar_params(op):
+                non_scalar.add(op)
+    return table, frozenset(non_scalar)
+
+
+_PARAM_INPUTS, _NON_SCALAR_ONLY = _param_table()
 #: One-data-input ops through which a constant is traced back to its source tensor.
 _PASS_THROUGH = frozenset(
     {
@@ -335,7 +282,8 @@ class _ParamCounter:
         self._seen: set[int] = set()
 
     def count(self, node: ir.Node) -> int:
-        indices = _PARAM_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
+        rule = rule_for(node)
+        indices = rule.param_inputs(node.op_type) if rule is not None else ()
         total = 0
         for i in indices:
             value = node.inputs[i] if i < len(node.inputs) else None
@@ -343,7 +291,7 @@ class _ParamCounter:
             if source is None:
                 continue
             key, numel = source
-            if numel <= 1 and node.op_type in _NON_SCALAR_ONLY:
+            if numel <= 1 and rule is not None and not rule.scalar_params(node.op_type):
                 continue
             if key not in self._seen:
                 self._seen.add(key)

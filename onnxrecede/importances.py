@@ -35,21 +35,16 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede._io import atomic_write_text
+from onnxrecede.engine import registry
 from onnxrecede.errors import ImportancesError
 
 FORMAT = "onnxrecede.importances"
 VERSION = 1
 
 #: op types whose output channels a key may name directly, and the input that holds the
-#: per-channel parameter whose initializer name is also accepted as a key.
-CHANNEL_OPS: dict[str, int] = {
-    "Conv": 1,
-    "ConvTranspose": 1,
-    "Gemm": 1,
-    "MatMul": 1,
-    "BatchNormalization": 1,
-    "InstanceNormalization": 1,
-}
+#: per-channel parameter whose initializer name is also accepted as a key (asked of each op's
+#: rule: Conv, ConvTranspose, Gemm, MatMul, BatchNormalization, InstanceNormalization).
+CHANNEL_OPS: dict[str, int] = registry.weight_inputs()
 
 
 @dataclass(frozen=True)
@@ -322,33 +317,8 @@ class KeyIndex:
 
 def channel_count(node: ir.Node) -> int | None:
     """Output-channel count of a channel op, read from its parameters (None if unknown)."""
-
-    def dims(i: int) -> tuple[int, ...] | None:
-        if len(node.inputs) <= i or node.inputs[i] is None:
-            return None
-        v = node.inputs[i]
-        assert v is not None
-        shape = v.const_value.shape if v.const_value is not None else v.shape
-        if shape is None or not all(isinstance(d, int) for d in shape):
-            return None
-        return tuple(int(d) for d in shape)  # type: ignore[arg-type]
-
-    op = node.op_type
-    w = dims(1)
-    if w is None:
-        return None
-    if op == "Conv":
-        return w[0]
-    if op == "ConvTranspose":
-        group = node.attributes.get_int("group", 1)
-        return w[1] * group if len(w) > 1 else None
-    if op == "Gemm":
-        return w[0] if node.attributes.get_int("transB", 0) else (w[1] if len(w) > 1 else None)
-    if op == "MatMul":
-        return w[-1]
-    if op in ("BatchNormalization", "InstanceNormalization"):
-        return w[0]
-    return None
+    rule = registry.rule_for(node)
+    return None if rule is None or rule.weight_input is None else rule.output_channels(node)
 
 
 def resolve_importances(

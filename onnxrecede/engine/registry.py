@@ -2,7 +2,15 @@
 
 A rule describes which ports of a node carry a channel axis and their role: it produces
 channels, consumes them, passes them through, couples several inputs, or maps indices. It also
-knows how to slice that node's own initializers and attributes, and nothing else.
+knows how to slice that node's own initializers and attributes. Everything else the package
+needs to know about an op is asked of its rule too, so that supporting a new op is one rule:
+
+1. ``analyze`` / ``rewrite``: the channel behaviour (analysis, rewrite);
+2. ``weight_input`` and ``output_channels``: which input's initializer names the node and how
+   many output channels it has (importances keys);
+3. ``reports_channels``: its output channels are listed in reports (``removed_channels``);
+4. ``check``: consistency problems of a rewritten node the ONNX checker misses (verification);
+5. ``macs`` and ``param_inputs``: its cost (``onnxrecede.cost``).
 
 ``analyze`` returns ``None`` when it understood the node, or a reason (a string) when the node
 is a barrier: the caller then blocks every channel group the node touches. It never raises for
@@ -11,23 +19,53 @@ an unsupported case, so the reason can be reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import onnx_ir as ir
 
 if TYPE_CHECKING:
     from onnxrecede.engine.context import AnalysisContext, RewriteContext
 
+#: dims of a tensor as stored on the value (ints, symbolic dims), or None if unknown
+Dims = tuple[Any, ...] | None
+#: ``shape_of(index, output=False)``: the fully known shape of an input (output), else None
+ShapeOf = Callable[..., "tuple[int, ...] | None"]
+
 
 class Rule:
     """Base rule: subclasses override :meth:`analyze` and, if they own parameters, :meth:`rewrite`."""
+
+    #: the input whose initializer name may key the node's importances (None: no own channels)
+    weight_input: int | None = None
+    #: its output channels are reported per node (``removed_channels``)
+    reports_channels: bool = False
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         raise NotImplementedError
 
     def rewrite(self, ctx: RewriteContext, node: ir.Node) -> None:
         """Slice this node's parameters and attributes to the kept channels (default: nothing)."""
+
+    def output_channels(self, node: ir.Node) -> int | None:
+        """How many output channels the node has, read from its parameters (None: unknown)."""
+        return None
+
+    def check(self, node: ir.Node, dims: Sequence[Dims]) -> list[str]:
+        """Consistency problems between the node's inputs (``dims`` per input), as text."""
+        return []
+
+    def macs(self, node: ir.Node, shape_of: ShapeOf) -> int | None:
+        """Multiply-accumulates of the node (None: shapes unknown); see ``onnxrecede.cost``."""
+        return 0
+
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        """Inputs whose constant tensors count as parameters (see ``onnxrecede.cost``)."""
+        return ()
+
+    def scalar_params(self, op_type: str) -> bool:
+        """Whether a one-element constant among :meth:`param_inputs` counts as a parameter."""
+        return True
 
 
 _RULES: dict[tuple[str, str], Rule] = {}
@@ -56,6 +94,38 @@ def rule_for(node: ir.Node) -> Rule | None:
 def registered_ops() -> list[str]:
     _load_rules()
     return sorted(op if not d else f"{d}::{op}" for d, op in _RULES)
+
+
+def rules() -> dict[tuple[str, str], Rule]:
+    """Every registered rule, keyed by (domain, op type)."""
+    _load_rules()
+    return dict(_RULES)
+
+
+def weight_inputs() -> dict[str, int]:
+    """Default-domain op types that own output channels, and the input holding their weight."""
+    return {
+        op: rule.weight_input
+        for (domain, op), rule in rules().items()
+        if not domain and rule.weight_input is not None
+    }
+
+
+def reported_ops() -> tuple[str, ...]:
+    """Default-domain op types whose output channels reports list per node."""
+    return tuple(sorted(op for (d, op), rule in rules().items() if not d and rule.reports_channels))
+
+
+def const_dims(node: ir.Node, index: int) -> tuple[int, ...] | None:
+    """Fully known dims of a node's input (its constant's shape first), else None."""
+    if len(node.inputs) <= index or node.inputs[index] is None:
+        return None
+    v = node.inputs[index]
+    assert v is not None
+    shape = v.const_value.shape if v.const_value is not None else v.shape
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
 
 
 _loaded = False

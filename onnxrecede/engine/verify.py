@@ -24,6 +24,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxrecede import runtime
+from onnxrecede.engine.registry import rule_for
 from onnxrecede.errors import RuntimeUnavailableError, VerificationError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,11 @@ class _Materialised:
 
 
 def check_consistency(model: ir.Model) -> list[str]:
-    """Per-op shape consistency problems, each as 'OpType 'name': what is wrong'."""
+    """Per-op shape consistency problems, each as 'OpType 'name': what is wrong'.
+
+    Asked of each op's rule: Conv/ConvTranspose input channels and bias, per-channel norm
+    parameters, Gemm/MatMul inner dimensions.
+    """
     problems: list[str] = []
 
     def dims(v: ir.Value | None) -> tuple[Any, ...] | None:
@@ -95,31 +100,9 @@ def check_consistency(model: ir.Model) -> list[str]:
         return None if shape is None else tuple(shape)
 
     for node in model.graph:
-        where = f"{node.op_type} '{node.name}'"
-        ins = [dims(v) for v in node.inputs]
-        if node.op_type in ("Conv", "ConvTranspose") and ins[0] and ins[1]:
-            group = node.attributes.get_int("group", 1)
-            x, w = ins[0], ins[1]
-            cin = w[1] * group if node.op_type == "Conv" else w[0]
-            cout = w[0] if node.op_type == "Conv" else w[1] * group
-            if isinstance(x[1], int) and x[1] != cin:
-                problems.append(f"{where}: input has {x[1]} channels, weight expects {cin}")
-            if len(ins) > 2 and ins[2] and isinstance(ins[2][0], int) and ins[2][0] != cout:
-                problems.append(f"{where}: bias has {ins[2][0]} entries for {cout} output channels")
-        elif node.op_type in ("BatchNormalization", "InstanceNormalization") and ins[0]:
-            c = ins[0][1]
-            for i, p in enumerate(ins[1:], start=1):
-                if p and isinstance(c, int) and isinstance(p[0], int) and p[0] != c:
-                    problems.append(f"{where}: parameter {i} has {p[0]} entries for {c} channels")
-        elif node.op_type == "Gemm" and ins[0] and ins[1]:
-            k_a = ins[0][0 if node.attributes.get_int("transA", 0) else 1]
-            k_b = ins[1][1 if node.attributes.get_int("transB", 0) else 0]
-            if isinstance(k_a, int) and k_a != k_b:
-                problems.append(f"{where}: A has inner dimension {k_a}, B has {k_b}")
-        elif node.op_type == "MatMul" and ins[0] and ins[1] and len(ins[1]) >= 2:
-            k_a, k_b = ins[0][-1], ins[1][-2]
-            if isinstance(k_a, int) and isinstance(k_b, int) and k_a != k_b:
-                problems.append(f"{where}: A has inner dimension {k_a}, B has {k_b}")
+        rule = rule_for(node)
+        if rule is not None:  # each op's check lives on its rule (onnxrecede/engine/rules)
+            problems.extend(rule.check(node, [dims(v) for v in node.inputs]))
     return problems
 
 

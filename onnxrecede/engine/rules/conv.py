@@ -13,13 +13,15 @@ Cases:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.registry import Dims, Rule, ShapeOf, const_dims, register
 from onnxrecede.engine.spaces import PRODUCER
 
 
@@ -39,6 +41,41 @@ def _bias_ok(ctx: AnalysisContext, node: ir.Node) -> bool:
 
 @register("Conv", "ConvTranspose")
 class ConvRule(Rule):
+    weight_input = 1
+    reports_channels = True
+
+    def output_channels(self, node: ir.Node) -> int | None:
+        w = const_dims(node, 1)
+        if w is None or len(w) < 2:
+            return None
+        return w[0] if node.op_type == "Conv" else w[1] * node.attributes.get_int("group", 1)
+
+    def check(self, node: ir.Node, dims: Sequence[Dims]) -> list[str]:
+        x, w = dims[0], dims[1]
+        if not x or not w:
+            return []
+        where, problems = f"{node.op_type} '{node.name}'", []
+        group = node.attributes.get_int("group", 1)
+        cin = w[1] * group if node.op_type == "Conv" else w[0]
+        cout = w[0] if node.op_type == "Conv" else w[1] * group
+        if isinstance(x[1], int) and x[1] != cin:
+            problems.append(f"{where}: input has {x[1]} channels, weight expects {cin}")
+        bias = dims[2] if len(dims) > 2 else None
+        if bias and isinstance(bias[0], int) and bias[0] != cout:
+            problems.append(f"{where}: bias has {bias[0]} entries for {cout} output channels")
+        return problems
+
+    def macs(self, node: ir.Node, shape_of: ShapeOf) -> int | None:
+        weight = shape_of(1)
+        if node.op_type == "Conv":  # N * Cout * prod(out spatial) * (Cin/group) * prod(kernel)
+            out = shape_of(0, output=True)
+            return None if weight is None or out is None else math.prod(out) * math.prod(weight[1:])
+        x = shape_of(0)  # ConvTranspose: N * Cin * prod(in spatial) * (Cout/group) * prod(kernel)
+        return None if x is None or weight is None else math.prod(x) * math.prod(weight[1:])
+
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        return (1, 2)
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         transpose = node.op_type == "ConvTranspose"
         x, w, out = node.inputs[0], node.inputs[1], node.outputs[0]
@@ -114,7 +151,9 @@ class ConvRule(Rule):
             ctx.slice_param(node, 2, {0: keep_out})
 
 
-def _first_group(keep: np.ndarray, value: ir.Value | None, ctx: RewriteContext, group: int) -> np.ndarray:
+def _first_group(
+    keep: np.ndarray, value: ir.Value | None, ctx: RewriteContext, group: int
+) -> np.ndarray:
     """Kept positions inside one group (all groups keep the same ones)."""
     view = ctx.view(value)
     assert view is not None

@@ -54,6 +54,13 @@ def _aligned_axis(out_axis: int, out_rank: int, in_rank: int) -> int:
 
 @register(*BROADCAST_OPS)
 class BroadcastRule(Rule):
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        # PRelu slopes; per-channel scales and shifts (and a MatMul's bias) of Mul and Add
+        return {"PRelu": (1,), "Mul": (0, 1), "Add": (0, 1)}.get(op_type, ())
+
+    def scalar_params(self, op_type: str) -> bool:
+        return op_type not in ("Mul", "Add")
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         ranks = [ctx.rank(v) for v in node.inputs]
         tracked = [(i, ctx.views[v]) for i, v in enumerate(node.inputs) if v in ctx.views]

@@ -12,16 +12,46 @@ Cases:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.registry import Dims, Rule, ShapeOf, const_dims, register
 
 
 @register("Gemm")
 class GemmRule(Rule):
+    weight_input = 1
+    reports_channels = True
+
+    def output_channels(self, node: ir.Node) -> int | None:
+        w = const_dims(node, 1)
+        if w is None or len(w) != 2:
+            return None
+        return w[0] if node.attributes.get_int("transB", 0) else w[1]
+
+    def check(self, node: ir.Node, dims: Sequence[Dims]) -> list[str]:
+        a, b = dims[0], dims[1]
+        if not a or not b:
+            return []
+        k_a = a[0 if node.attributes.get_int("transA", 0) else 1]
+        k_b = b[1 if node.attributes.get_int("transB", 0) else 0]
+        if isinstance(k_a, int) and k_a != k_b:
+            return [f"{node.op_type} '{node.name}': A has inner dimension {k_a}, B has {k_b}"]
+        return []
+
+    def macs(self, node: ir.Node, shape_of: ShapeOf) -> int | None:
+        a, out = shape_of(0), shape_of(0, output=True)
+        if a is None or out is None or len(a) != 2:
+            return None
+        return math.prod(out) * (a[0] if node.attributes.get_int("transA", 0) else a[1])
+
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        return (0, 1, 2)
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         a, b = node.inputs[0], node.inputs[1]
         bd = ctx.dims(b)
@@ -76,6 +106,30 @@ class MatMulRole:
 
 @register("MatMul")
 class MatMulRule(Rule):
+    weight_input = 1
+    reports_channels = True
+
+    def output_channels(self, node: ir.Node) -> int | None:
+        w = const_dims(node, 1)
+        return None if not w else w[-1]
+
+    def check(self, node: ir.Node, dims: Sequence[Dims]) -> list[str]:
+        a, b = dims[0], dims[1]
+        if not a or not b or len(b) < 2:
+            return []
+        k_a, k_b = a[-1], b[-2]
+        if isinstance(k_a, int) and isinstance(k_b, int) and k_a != k_b:
+            return [f"{node.op_type} '{node.name}': A has inner dimension {k_a}, B has {k_b}"]
+        return []
+
+    def macs(self, node: ir.Node, shape_of: ShapeOf) -> int | None:
+        # the output holds batch * M * N elements (1-D operands drop M or N); each costs K MACs
+        a, out = shape_of(0), shape_of(0, output=True)
+        return None if a is None or out is None or not a else math.prod(out) * a[-1]
+
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        return (0, 1)
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         a, b, out = node.inputs[0], node.inputs[1], node.outputs[0]
         av, bv = ctx.view(a), ctx.view(b)

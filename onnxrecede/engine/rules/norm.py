@@ -12,15 +12,37 @@ Cases:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.registry import Dims, Rule, const_dims, register
 from onnxrecede.engine.rules._util import normalize_axis, opset
 
 
 @register("BatchNormalization", "InstanceNormalization")
 class PerChannelNormRule(Rule):
+    weight_input = 1
+
+    def output_channels(self, node: ir.Node) -> int | None:
+        w = const_dims(node, 1)
+        return None if not w else w[0]
+
+    def check(self, node: ir.Node, dims: Sequence[Dims]) -> list[str]:
+        if not dims[0]:
+            return []
+        c, problems = dims[0][1], []
+        for i, p in enumerate(dims[1:], start=1):
+            if p and isinstance(c, int) and isinstance(p[0], int) and p[0] != c:
+                problems.append(
+                    f"{node.op_type} '{node.name}': parameter {i} has {p[0]} entries for {c} channels"
+                )
+        return problems
+
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        return (1, 2)  # scale and shift; never the running statistics
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
         if xv is None:
@@ -47,6 +69,9 @@ class PerChannelNormRule(Rule):
 
 @register("LayerNormalization")
 class LayerNormRule(Rule):
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        return (1, 2)
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
         rank = ctx.rank(node.inputs[0])
@@ -63,6 +88,9 @@ class LayerNormRule(Rule):
 
 @register("GroupNormalization", "LRN")
 class ChannelMixingNormRule(Rule):
+    def param_inputs(self, op_type: str) -> tuple[int, ...]:
+        return (1, 2) if op_type == "GroupNormalization" else ()
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         if ctx.view(node.inputs[0]) is None:
             return None
