@@ -11,8 +11,9 @@ Sources accepted by :func:`open_samples` (the ``--calibration`` and ``--data`` v
 3. ``cifar10:DIR`` / ``cifar100:DIR`` (test split; ``cifar10:DIR:train`` for the training
    batches): a local CIFAR folder in the python pickle format, read by an unpickler that only
    builds numpy arrays, so a crafted file cannot run code. Preprocessed like images.
-4. ``digits:train|val|test``: scikit-learn's bundled 8x8 digits as 3x32x32 float images
-   (:mod:`onnxrecede.digits`; needs scikit-learn). Fed as they come.
+4. ``digits:train|val|test``: scikit-learn's bundled 8x8 digits as 3x32x32 float images in
+   [0, 1] (:mod:`onnxrecede.digits`; needs scikit-learn). Of the image options only ``mean`` and
+   ``std`` apply (a model trained on normalised digits).
 
 Image sources feed a model with exactly one input. ``limit=N`` takes a seeded random subset of
 N samples (seed 0, kept in source order), so a calibration set covers every class.
@@ -186,7 +187,7 @@ def open_samples(
     text = os.fspath(source)
     kind, sep, rest = text.partition(":")
     if sep and kind == "digits":
-        return _open_digits(rest, names, specs, limit)
+        return _open_digits(rest, names, specs, image, limit)
     if sep and kind in ("cifar10", "cifar100"):
         return _open_cifar(kind, rest, names, specs, image, limit)
     if sep and kind == "folder":
@@ -520,7 +521,11 @@ def _open_cifar(
 
 
 def _open_digits(
-    split: str, names: list[str], specs: dict[str, TensorSpec] | None, limit: int | None
+    split: str,
+    names: list[str],
+    specs: dict[str, TensorSpec] | None,
+    image: ImageOptions,
+    limit: int | None,
 ) -> Samples:
     if split not in ("train", "val", "test"):
         raise InputError(f"digits:{split}: the split must be train, val or test")
@@ -535,6 +540,9 @@ def _open_digits(
         ) from None
     if specs is not None:
         x = _check_array(f"digits:{split}", name, x, specs[name])
+    mean = np.asarray(image.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(image.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    x = ((x - mean) / std).astype(x.dtype)  # [0, 1] images: only mean and std apply
 
     def read(idx: np.ndarray) -> Batch:
         return Batch({name: np.ascontiguousarray(x[idx])}, y[idx])

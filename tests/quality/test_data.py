@@ -231,5 +231,9 @@ def test_digits_split() -> None:
     assert len(samples) == 50 and feeds["input"].shape == (50, 3, 32, 32)
     idx = [int(np.flatnonzero((x == row).all(axis=(1, 2, 3)))[0]) for row in feeds["input"][:3]]
     np.testing.assert_array_equal(labels[:3], y[idx])
+    norm = open_samples("digits:test", spec, image=ImageOptions(mean=(0.5,), std=(0.25,)))
+    np.testing.assert_allclose(
+        next(norm.batches(4)).feeds["input"], (x[:4] - 0.5) / 0.25, atol=1e-6
+    )
     with pytest.raises(InputError, match=r"digits:dev: the split must be train, val or test"):
         open_samples("digits:dev", spec)
