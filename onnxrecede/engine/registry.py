@@ -36,6 +36,8 @@ ShapeOf = Callable[..., "tuple[int, ...] | None"]
 class Rule:
     """Base rule: subclasses override :meth:`analyze` and, if they own parameters, :meth:`rewrite`."""
 
+    #: what the rule does, one line for the README's table (``onnxrecede.engine.describe``)
+    behaviour: str = ""
     #: the input whose initializer name may key the node's importances (None: no own channels)
     weight_input: int | None = None
     #: its output channels are reported per node (``removed_channels``)

@@ -41,6 +41,7 @@ def _bias_ok(ctx: AnalysisContext, node: ir.Node) -> bool:
 
 @register("Conv", "ConvTranspose")
 class ConvRule(Rule):
+    behaviour = "produce channels; consume input channels; depthwise (group = C, any multiplier) couples input to output and rewrites `group`; grouped convs are pruned evenly per group"
     weight_input = 1
     reports_channels = True
 

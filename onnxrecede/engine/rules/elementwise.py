@@ -34,6 +34,8 @@ BROADCAST_OPS = (
 
 @register(*UNARY_OPS)
 class UnaryRule(Rule):
+    behaviour = "pass through"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
         if xv is not None:
@@ -44,6 +46,8 @@ class UnaryRule(Rule):
 
 @register("Shape", "Size", "Constant", "ConstantOfShape", "RandomNormal", "RandomUniform")
 class NoChannelOutputRule(Rule):
+    behaviour = "read no channels (shapes, constants)"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         return None
 
@@ -54,6 +58,8 @@ def _aligned_axis(out_axis: int, out_rank: int, in_rank: int) -> int:
 
 @register(*BROADCAST_OPS)
 class BroadcastRule(Rule):
+    behaviour = "couple activations (residuals, SE gates); slice per-channel broadcast constants"
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         # PRelu slopes; per-channel scales and shifts (and a MatMul's bias) of Mul and Add
         return {"PRelu": (1,), "Mul": (0, 1), "Add": (0, 1)}.get(op_type, ())

@@ -25,6 +25,8 @@ from onnxrecede.engine.spaces import PAD
 
 @register("Concat")
 class ConcatRule(Rule):
+    behaviour = "channel-axis offsets; on another axis, couple the inputs"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         views = [ctx.view(v) for v in node.inputs]
         tracked = [v for v in views if v is not None]
@@ -121,6 +123,8 @@ class PadChannels:
 
 @register("Split")
 class SplitRule(Rule):
+    behaviour = "channel-axis sub-ranges; sizes are rewritten"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
         if xv is None:
@@ -184,6 +188,8 @@ def _slice_params(
 
 @register("Slice")
 class SliceRule(Rule):
+    behaviour = "channel-axis sub-range (step 1); bounds are rewritten"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
         if xv is None:
@@ -233,6 +239,8 @@ class SliceRule(Rule):
 
 @register("Gather")
 class GatherRule(Rule):
+    behaviour = "channel-axis re-indexing with constant indices; indices are rewritten"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
         if xv is None:
@@ -290,6 +298,8 @@ def _pads(ctx: AnalysisContext | RewriteContext, node: ir.Node, rank: int) -> li
 
 @register("Pad")
 class PadRule(Rule):
+    behaviour = "spatial pads pass through; constant pads on the channel axis add removable pad channels (ResNet option-A shortcuts)"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
         if xv is None:

@@ -19,6 +19,8 @@ from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axi
 
 @register("Transpose")
 class TransposeRule(Rule):
+    behaviour = "pass through; the channel axis moves with the permutation"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
         if xv is None:
@@ -32,6 +34,8 @@ class TransposeRule(Rule):
 
 @register("Squeeze", "Unsqueeze")
 class SqueezeRule(Rule):
+    behaviour = "pass through; the channel axis shifts (squeezing it is a barrier)"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x = node.inputs[0]
         xv, dims = ctx.view(x), ctx.dims(x)
@@ -62,6 +66,10 @@ class SqueezeRule(Rule):
 
 @register("Resize", "Upsample")
 class ResizeRule(Rule):
+    behaviour = (
+        "pass through; a `sizes` entry for the channel axis is rewritten (scaling it is a barrier)"
+    )
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
         if xv is None:
@@ -94,6 +102,8 @@ class ResizeRule(Rule):
 
 @register("Expand", "Tile")
 class ExpandRule(Rule):
+    behaviour = "pass through; a shape entry for the channel axis is rewritten (repeating or broadcasting it is a barrier)"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x, out = node.inputs[0], node.outputs[0]
         xv, rin, rout = ctx.view(x), ctx.rank(x), ctx.rank(out)

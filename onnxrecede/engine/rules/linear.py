@@ -24,6 +24,7 @@ from onnxrecede.engine.registry import Dims, Rule, ShapeOf, const_dims, register
 
 @register("Gemm")
 class GemmRule(Rule):
+    behaviour = "consume and produce channels (constant B)"
     weight_input = 1
     reports_channels = True
 
@@ -106,6 +107,7 @@ class MatMulRole:
 
 @register("MatMul")
 class MatMulRule(Rule):
+    behaviour = "with a constant 2-D weight: consume and produce channels on the last axis, pass batch/row axes through; between activations, barrier"
     weight_input = 1
     reports_channels = True
 

@@ -23,6 +23,7 @@ from onnxrecede.engine.rules._util import normalize_axis, opset
 
 @register("BatchNormalization", "InstanceNormalization")
 class PerChannelNormRule(Rule):
+    behaviour = "per channel: pass through, slice parameters"
     weight_input = 1
 
     def output_channels(self, node: ir.Node) -> int | None:
@@ -69,6 +70,8 @@ class PerChannelNormRule(Rule):
 
 @register("LayerNormalization")
 class LayerNormRule(Rule):
+    behaviour = "pass through when normalising axes after the channel axis; across it, barrier"
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         return (1, 2)
 
@@ -88,6 +91,8 @@ class LayerNormRule(Rule):
 
 @register("GroupNormalization", "LRN")
 class ChannelMixingNormRule(Rule):
+    behaviour = "barrier (mix channels)"
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         return (1, 2) if op_type == "GroupNormalization" else ()
 
@@ -99,6 +104,8 @@ class ChannelMixingNormRule(Rule):
 
 @register("LpNormalization", "Softmax", "LogSoftmax", "Hardmax")
 class AxisNormRule(Rule):
+    behaviour = "pass through along another axis; along the channel axis, barrier"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
         rank = ctx.rank(node.inputs[0])

@@ -28,6 +28,8 @@ REDUCE_OPS = (
 
 @register(*POOL_OPS)
 class PoolRule(Rule):
+    behaviour = "pass through (a used MaxPool Indices output is a barrier)"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
         if xv is None:
@@ -42,6 +44,8 @@ class PoolRule(Rule):
 
 @register(*REDUCE_OPS)
 class ReduceRule(Rule):
+    behaviour = "pass through when reducing other axes; reducing the channel axis is a barrier"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x = node.inputs[0]
         xv, rank = ctx.view(x), ctx.rank(x)

@@ -78,6 +78,8 @@ def _reshape_target(
 
 @register("Flatten", "Reshape")
 class ReshapeRule(Rule):
+    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns); splitting it (channel shuffle) is a barrier"
+
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x, out = node.inputs[0], node.outputs[0]
         xv = ctx.view(x)
