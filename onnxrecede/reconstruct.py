@@ -167,9 +167,10 @@ def reconstruct(
         if reason is not None or source is None:
             skipped.append(f"{c.node.op_type} '{c.name}': {reason or 'unnamed node'}")
             continue
-        entries.append(_refit(pruned, c, source, reference, samples, options, per_batch, rng))
-        if progress is not None:
-            progress("reconstruct", i + 1, len(consumers))
+        stage = f"reconstruct {i + 1}/{len(consumers)} {c.name}"  # one bar per layer
+        entries.append(
+            _refit(pruned, c, source, reference, samples, options, per_batch, rng, progress, stage)
+        )
     return {
         "ridge": options.ridge,
         "max_rows": options.max_rows,
@@ -188,6 +189,8 @@ def _refit(
     options: ReconstructOptions,
     per_batch: int,
     rng: Any,
+    progress: Progress | None,
+    stage: str,
 ) -> dict[str, Any]:
     node = c.node
     const = ConstantEvaluator()
@@ -195,19 +198,23 @@ def _refit(
     cout, cin, taps = weight.shape
     dim = cin * taps
     bias = read_bias(node, cout, const)
-    target_name = node.outputs[0].name
+    target_name = original_node.outputs[0].name
     extra = None
     if node.op_type == "MatMul":
         extra = read_bias(original_node, read_weight(original_node, const).shape[0], const)
     kernel = weight_kernel(node, const)
     probe = Probe(pruned, [c.data.name or ""], include_outputs=False)
     normal = _Normal(np.zeros((dim + 1, dim + 1)), np.zeros((dim + 1, cout)))
-    for batch, n in model_batches(samples, options.batch_size, probe.fixed_batch):
+    size = probe.fixed_batch or options.batch_size
+    total = samples.num_batches(size)
+    for done, (batch, n) in enumerate(model_batches(samples, size, probe.fixed_batch), 1):
         x = probe.run(batch.feeds)[c.data.name or ""][:n]
         y = reference.run(batch.feeds, [target_name or ""])[target_name or ""][:n]
         if extra is not None:
             y = y + extra.astype(y.dtype)
         normal.add(*_rows(c, kernel, x, y, per_batch, rng))
+        if progress is not None:
+            progress(stage, done, total)
     theta0 = np.vstack([weight.reshape(cout, dim).T, bias[None, :]])
     reg = np.zeros(dim + 1)
     reg[:dim] = options.ridge * float(np.mean(np.diag(normal.gram)[:dim]))

@@ -163,10 +163,18 @@ def test_reconstruction_recovers_a_redundant_channel(calib) -> None:
 def test_reconstruction_report_and_verification(calib) -> None:
     path, x = calib
     model = small_cnn(seed=3)
-    repair = RepairOptions(reconstruct=True, calibration=str(path))
+    repair = RepairOptions(reconstruct=True, calibration=str(path), batch_size=16)
+    calls: list[tuple[str, int, int]] = []
     pruned, report = api.prune(
-        model, importances_removing([0, 2, 5], [1, 3]), threshold=0.5, repair=repair
+        model,
+        importances_removing([0, 2, 5], [1, 3]),
+        threshold=0.5,
+        repair=repair,
+        progress=lambda *call: calls.append(call),
     )
+    layers = [c for c in calls if c[0].startswith("reconstruct")]
+    assert layers[-1] == ("reconstruct 2/2 fc", 3, 3)  # one bar per layer, 48 samples / 16
+    assert ("reconstruct 1/2 conv_b", 3, 3) in layers
     rec = report.repair["reconstruction"]  # type: ignore[index]
     assert [e["node"] for e in rec["consumers"]] == ["conv_b", "fc"]
     for e in rec["consumers"]:
