@@ -14,7 +14,9 @@ from onnxrecede.train.bounded_bn import (
     swap_to_bounded,
     swap_to_standard,
 )
+from onnxrecede.train.cut import apply_cut, apply_module_cut
 from onnxrecede.train.export import export_checkpoint, export_model, importances_to_export
+from onnxrecede.train.finetune import finetune, finetune_config
 from onnxrecede.train.loop import TrainConfig, TrainResult, evaluate, fit
 from onnxrecede.train.models import build_model
 from onnxrecede.train.optim import OptimConfig, make_optimizer, make_scheduler, param_groups
@@ -33,12 +35,16 @@ __all__ = [
     "Regularizer",
     "TrainConfig",
     "TrainResult",
+    "apply_cut",
+    "apply_module_cut",
     "bounded_modules",
     "build_model",
     "channel_importances",
     "evaluate",
     "export_checkpoint",
     "export_model",
+    "finetune",
+    "finetune_config",
     "fit",
     "importances_to_export",
     "make_optimizer",
