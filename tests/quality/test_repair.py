@@ -194,3 +194,17 @@ def test_reconstruct_needs_calibration() -> None:
                   repair=RepairOptions(reconstruct=True))  # fmt: skip
     with pytest.raises(InputError, match=r"ridge term must be >= 0"):
         RepairOptions(reconstruct=True, calibration="x.npz", ridge=-1).validate()
+
+
+def test_graph_constant_with_padding_keeps_the_mean(calib) -> None:
+    _, x = calib
+    model = small_cnn(kb=3, bn=True, zero_channel=2)  # 3x3 consumer, zero padding
+    pruned, _ = api.prune(
+        model, importances_removing([2]), threshold=0.5, repair=RepairOptions(compensate=True)
+    )
+    want, got = _run(model, x, "b"), _run(pruned, x, "b")
+    # the bias carries the mean over positions (taps reading padding included) exactly ...
+    np.testing.assert_allclose(got.mean(axis=(0, 2, 3)), want.mean(axis=(0, 2, 3)), atol=1e-5)
+    # ... but a bias cannot follow the padding: positions keep an error (the border error of
+    # the taps that read padding, spread over the image by the mean)
+    assert np.abs(got - want).max() > 1e-3
