@@ -93,3 +93,26 @@ def test_prune_option_errors(files, extra: list[str], message: str) -> None:
     r = _run("prune", files["model"], "-i", files["imp"], "-o", files["out"], *extra)
     assert r.exit_code == 2 and r.stderr.startswith(f"error: {message}"), r.output
     assert not files["out"].exists()
+
+
+def test_eval_and_reconstruct_never_import_torch(files) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from onnxrecede_cli.main import main\n"
+        "for args in ({eval}, {prune}):\n"
+        "    try:\n"
+        "        main(list(args))\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, e.code\n"
+        "print('torch' in sys.modules)\n"
+    ).format(
+        eval=repr(("eval", str(files["model"]), "--data", str(files["eval"]), "-q")),
+        prune=repr(("prune", str(files["model"]), "-i", str(files["imp"]), "-o",
+                    str(files["out"]), "--threshold", "0.5", "--reconstruct", "--compensate",
+                    "--calibration", str(files["calib"]), "-q")),
+    )  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
