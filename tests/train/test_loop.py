@@ -135,3 +135,22 @@ def test_config_errors(change, msg, bundle):
         pytest.skip("a CUDA device exists")
     with pytest.raises(InputError, match=msg):
         fit(TrainConfig(**{**TINY, "epochs": 1, **change}), bundle=bundle)
+
+
+def test_regulariser_warmup_switches_it_on_after_n_epochs(bundle):
+    cfg = TrainConfig(
+        **TINY, method="rni", epochs=3, max_steps_per_epoch=1, strength=1e-2, reg_warmup=2
+    )
+    res = fit(cfg, bundle=bundle)
+    assert [h["reg"] > 0 for h in res.history] == [False, False, True]
+    with pytest.raises(InputError, match="--reg-warmup must be >= 0"):
+        fit(TrainConfig(**TINY, epochs=1, reg_warmup=-1), bundle=bundle)
+
+
+def test_bimodality_coefficient():
+    from onnxrecede.train.loop import bimodality_coefficient
+
+    two = torch.cat([torch.full((50,), 0.01), torch.full((50,), 0.99)])
+    one = torch.erfinv(torch.linspace(-0.98, 0.98, 101))  # normal-shaped: BC near 1/3
+    assert bimodality_coefficient(two) > 0.9 > 5 / 9 > bimodality_coefficient(one)
+    assert bimodality_coefficient(torch.ones(10)) == 0.0
