@@ -55,11 +55,12 @@ def _image_options(resize: int | None, mean: str | None, std: str | None) -> Any
 )
 @click.option(
     "--normalize",
-    type=click.Choice(["mean", "max", "none"]),
-    default="mean",
+    type=click.Choice(["rank", "mean", "max", "zscore", "none"]),
+    default="rank",
     show_default=True,
-    help="Divide each producer's scores by their mean or max, so that a global "
-    "ranking compares channels across layers fairly.",
+    help="Per-node normalisation, so that a global ranking compares channels across layers: "
+    "rank (a global cut of p removes about p of every node), mean/max (divide by the node's "
+    "mean/max), zscore, none (raw).",
 )
 @click.option(
     "--fold-bn/--no-fold-bn",

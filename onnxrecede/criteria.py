@@ -14,12 +14,21 @@ Criteria (``compute_importances(model, criterion)``):
    (:mod:`onnxrecede.probe_importances`).
 4. ``random``: uniform in [0, 1), seeded; a baseline.
 
-Normalisation (``normalize``, default ``mean``): raw norms are not comparable across layers (a
-first conv has 27 weights per filter, a late one thousands), so a global cut on them removes
-whole early layers. Each producer's vector is divided by its own mean (``mean``) or maximum
-(``max``), so a channel scores 1.0 when it is as important as the average (or the best) channel
-of its layer, and a small global cut stays small everywhere. ``none`` keeps raw values.
-Coupled producers (a residual stream) are then combined by ``prune --aggregate``.
+Normalisation (``normalize``): raw norms are not comparable across layers (a first conv has 27
+weights per filter, a late one thousands; BN folding rescales each layer differently), so a
+global cut on them empties some layers. Each producer's vector is normalised on its own:
+
+- ``rank`` (default): channel i scores (rank_i + 0.5) / n within its producer, so a global cut of
+  a fraction p removes about p of every producer and a small global cut stays small everywhere
+  (coupled producers are then combined by ``prune --aggregate``);
+- ``mean`` / ``max``: divided by the producer's mean / maximum (1.0 = an average / the best
+  channel of its layer); layers whose channels vary more then lose more;
+- ``zscore``: (v - mean) / std within the producer;
+- ``none``: raw values.
+
+Measured on a small CNN trained on scikit-learn's digits (tests/policy/test_digits.py): a global
+l1 cut of 5% keeps 98.3% accuracy with ``rank`` (99.2% unpruned) but 74% with ``mean``, which
+takes 6 of the 32 first-layer filters.
 
 Keys are node names (an output tensor name where a node has no usable name).
 """
@@ -41,7 +50,7 @@ from onnxrecede.importances import Importances, KeyIndex, channel_count
 logger = logging.getLogger(__name__)
 
 CRITERIA = ("l1", "l2", "bn", "activation", "random")
-NORMALIZATIONS = ("mean", "max", "none")
+NORMALIZATIONS = ("mean", "max", "zscore", "rank", "none")
 PRODUCER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 Progress = Callable[[str, int, int], None]
@@ -147,9 +156,15 @@ def following_batchnorm(
 
 
 def normalise(vec: np.ndarray, how: str) -> np.ndarray:
-    """Divide a layer's scores by their mean or maximum (a zero layer stays zero)."""
+    """One producer's scores made comparable with other producers' (see the module doc)."""
     if how == "none":
         return vec
+    if how == "zscore":
+        std = float(np.std(vec))
+        return (vec - np.mean(vec)) / std if std > 0 else np.zeros_like(vec)
+    if how == "rank":
+        order = np.argsort(np.argsort(vec, kind="stable"), kind="stable")
+        return (order + 0.5) / len(vec)
     ref = float(np.mean(vec)) if how == "mean" else float(np.max(vec))
     return vec / ref if ref > 0 else np.zeros_like(vec)
 
@@ -194,7 +209,7 @@ def compute_importances(
     model: ir.Model,
     criterion: str,
     *,
-    normalize: str = "mean",
+    normalize: str = "rank",
     fold_bn: bool = True,
     seed: int = 0,
     calibration: Any = None,
@@ -243,10 +258,7 @@ def compute_importances(
         "tool": "onnxrecede importances",
         "criterion": criterion,
         "normalize": normalize if normalised else "none",
-        "normalize_per": "producer node (each key's vector divided by its own "
-        + ("mean)" if normalize == "mean" else "max)")
-        if normalised
-        else None,
+        "normalize_per": "producer node (each key's vector on its own)" if normalised else None,
         "fold_bn": fold_bn if criterion in ("l1", "l2") else None,
         "seed": seed if criterion == "random" else None,
     }

@@ -109,7 +109,7 @@ def prune_to_speedup(
             }
             curve.append(point)
             logger.info(
-                "speedup search: MACs %.3f -> %.3f ms vs %.3f ms, %.2fx",
+                "speedup search: %.3f of the MACs: %.3f ms vs %.3f ms, %.2fx",
                 point["macs_fraction"], point["ms_pruned"], point["ms_reference"], speedup,
             )  # fmt: skip
             if progress is not None:

@@ -63,7 +63,8 @@ def test_l1_l2_are_filter_norms_normalised_per_node(handmade_path):
     weights = _weights(path)
     model = onnx.load(str(path))
     raw = compute_importances(load_model(path), "l1", normalize="none").scores
-    mean = compute_importances(load_model(path), "l1").scores
+    mean = compute_importances(load_model(path), "l1", normalize="mean").scores
+    rank = compute_importances(load_model(path), "l1").scores  # the default
     l2 = compute_importances(load_model(path), "l2", normalize="max").scores
     for node in model.graph.node:
         if node.op_type != "Conv" or node.name not in raw:
@@ -72,6 +73,8 @@ def test_l1_l2_are_filter_norms_normalised_per_node(handmade_path):
         expect = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
         np.testing.assert_allclose(raw[node.name], expect, rtol=1e-9)
         np.testing.assert_allclose(mean[node.name], expect / expect.mean(), rtol=1e-9)
+        order = np.argsort(np.argsort(expect, kind="stable"), kind="stable")
+        np.testing.assert_allclose(rank[node.name], (order + 0.5) / len(expect))
         norms = np.sqrt((w**2).reshape(w.shape[0], -1).sum(axis=1))
         np.testing.assert_allclose(l2[node.name], norms / norms.max(), rtol=1e-9)
     assert len(raw) >= 3
