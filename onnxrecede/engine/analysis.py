@@ -73,6 +73,8 @@ class Analysis:
     groups: list[ChannelGroup]
     roots: np.ndarray  # element -> root element
     group_of_root: dict[int, int]
+    #: set by ``rewrite``: the model no longer is the one analysed (see ``engine.rewrite``)
+    rewritten: bool = False
 
     @property
     def barriers(self) -> list[BarrierInfo]:

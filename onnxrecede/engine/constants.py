@@ -60,7 +60,7 @@ class ConstantEvaluator:
 
     def __init__(self, max_depth: int = 16) -> None:
         self.max_depth = max_depth
-        self._cache: dict[int, np.ndarray | None] = {}
+        self._cache: dict[ir.Value, np.ndarray | None] = {}  # by value: ids get reused
 
     def direct(self, value: ir.Value | None) -> np.ndarray | None:
         """An initializer or Constant output, without evaluating anything."""
@@ -77,7 +77,7 @@ class ConstantEvaluator:
         """The constant value of ``value``, or None if it depends on a graph input."""
         if value is None:
             return None
-        key = id(value)
+        key = value
         if key in self._cache:
             return self._cache[key]
         result = self.direct(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar
 
 import numpy as np
@@ -127,13 +128,24 @@ class AnalysisContext:
         self.decisions.pop(node, None)
 
 
+class EditKind(str, Enum):
+    """What an edit does to the indices it names along one axis (compares equal to its value)."""
+
+    KEEP = "keep"  # keep only them: the pruned model
+    ZERO = "zero"  # set them to zero: the masked reference
+
+
+#: one step of a parameter edit: (axis, kind, indices)
+EditOp = tuple[int, EditKind, tuple[int, ...]]
+
+
 @dataclass(frozen=True)
 class ParamEdit:
     """One requested change of a constant input: slice (keep) or zero some indices on axes."""
 
     node: ir.Node
     input_index: int
-    ops: tuple[tuple[int, str, tuple[int, ...]], ...]  # (axis, "keep"|"zero", indices)
+    ops: tuple[EditOp, ...]
 
 
 @dataclass
@@ -176,7 +188,8 @@ class RewriteContext:
     def slice_param(self, node: ir.Node, input_index: int, slices: dict[int, np.ndarray]) -> None:
         """Keep ``slices[axis]`` indices of the constant input on each axis."""
         ops = tuple(
-            (axis, "keep", tuple(int(i) for i in idx)) for axis, idx in sorted(slices.items())
+            (axis, EditKind.KEEP, tuple(int(i) for i in idx))
+            for axis, idx in sorted(slices.items())
         )
         if ops:
             self.edits.append(ParamEdit(node, input_index, ops))

@@ -1,5 +1,8 @@
 """Rewrite: slice initializers, attributes and shapes to the kept channels.
 
+Pass order (enforced): ``analyze`` -> ``make_plan`` -> ``mask_consumers`` (a copy of the
+analysed model) -> ``rewrite`` (in place, once).
+
 Cases:
 1. Every rule slices its own node's parameters; requests are collected first and applied after,
    so every rule reads the original model.
@@ -21,7 +24,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.analysis import Analysis, infer_shapes
 from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
-from onnxrecede.engine.context import ParamEdit, RewriteContext
+from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.engine.rules.elementwise import UNARY_OPS
 
@@ -32,10 +35,10 @@ Progress = Callable[[str, int, int], None]
 _SOURCE_OPS = (frozenset(UNARY_OPS) - {"Dropout"}) | {"Transpose"}
 
 
-def apply_ops(array: np.ndarray, ops: Iterable[tuple[int, str, tuple[int, ...]]]) -> np.ndarray:
+def apply_ops(array: np.ndarray, ops: Iterable[EditOp]) -> np.ndarray:
     out = array
     for axis, op, idx in ops:
-        if op == "keep":
+        if op == EditKind.KEEP:
             out = np.take(out, np.asarray(idx, dtype=np.int64), axis=axis)
         else:
             out = out.copy() if out is array else out
@@ -194,7 +197,16 @@ class _Editor:
 
 
 def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | None = None) -> None:
-    """Rewrite ``analysis.model`` in place to keep only the channels in ``keep_element``."""
+    """Rewrite ``analysis.model`` in place to keep only the channels in ``keep_element``.
+
+    Pass order (enforced): ``analyze`` -> ``make_plan`` -> ``mask_consumers`` (reads the
+    analysed model) -> ``rewrite`` (changes it, once) -> count the cost after.
+    """
+    if analysis.rewritten:
+        raise RuntimeError(
+            "rewrite() was already applied to this analysis: analyse the model again"
+        )
+    analysis.rewritten = True
     model = analysis.model
     ctx = RewriteContext(
         analysis.ctx.views, keep_element, analysis.ctx.const, analysis.ctx.decisions
@@ -216,6 +228,8 @@ def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | N
 def mask_consumers(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
     """The masked reference: a copy of the original model whose consuming weights are zeroed
     for every removed channel. The pruned model must compute the same outputs."""
+    if analysis.rewritten:
+        raise RuntimeError("mask_consumers() reads the analysed model: call it before rewrite()")
     original = analysis.model
     masked = original.clone()
     node_map = dict(zip(list(original.graph), list(masked.graph)))
@@ -223,7 +237,7 @@ def mask_consumers(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
     for site in analysis.ctx.consume_sites:
         removed = np.flatnonzero(~keep_element[site.labels])
         if len(removed):
-            ops = ((site.axis, "zero", tuple(int(i) for i in removed)),)
+            ops = ((site.axis, EditKind.ZERO, tuple(int(i) for i in removed)),)
             edits.append(ParamEdit(node_map[site.node], site.input_index, ops))
     editor = _Editor(masked.graph, ConstantEvaluator())
     editor.apply_edits(_merge_same_param(edits))
@@ -231,7 +245,7 @@ def mask_consumers(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
 
 
 def _merge_same_param(edits: list[ParamEdit]) -> list[ParamEdit]:
-    merged: dict[tuple[ir.Node, int], list[tuple[int, str, tuple[int, ...]]]] = {}
+    merged: dict[tuple[ir.Node, int], list[EditOp]] = {}
     for e in edits:
         merged.setdefault((e.node, e.input_index), []).extend(e.ops)
     return [ParamEdit(n, i, tuple(ops)) for (n, i), ops in merged.items()]
