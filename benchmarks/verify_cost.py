@@ -13,6 +13,7 @@ Usage (from the repository root, in the virtualenv; needs no torch):
     python benchmarks/verify_cost.py                    # writes benchmarks/results/verify-cost.*
     python benchmarks/verify_cost.py --repeats 1 --label before --no-write
     python benchmarks/verify_cost.py --cli "python -m onnxrecede_cli.main"   # another checkout
+    python benchmarks/verify_cost.py --api --label api  # onnxrecede.api.prune_file, no CLI
 """
 
 from __future__ import annotations
@@ -117,7 +118,15 @@ def machine() -> dict[str, Any]:
             "onnx": onnx.__version__}
 
 
-def measure(cli: list[str], workdir: Path, repeats: int) -> dict[str, Any]:
+def prune_file_child(model: str, imp: str, out: str, mode: str) -> int:
+    """The library call the CLI makes, alone: ``api.prune_file`` (run as a child process)."""
+    from onnxrecede import api
+
+    api.prune_file(model, imp, out, ratio=0.5, verify=mode == "verify")
+    return 0
+
+
+def measure(cli: list[str], workdir: Path, repeats: int, via_api: bool = False) -> dict[str, Any]:
     model = workdir / "vgg16_bn.onnx"
     imp = workdir / "vgg16_bn.imp.json"
     if not model.exists():
@@ -128,9 +137,13 @@ def measure(cli: list[str], workdir: Path, repeats: int) -> dict[str, Any]:
         runs = []
         for r in range(repeats):
             out = workdir / f"pruned_{mode}_{r}.onnx"
-            wall, rss, code = run_measured(
-                [*cli, "prune", str(model), "-i", str(imp), "-o", str(out), "--ratio", "0.5",
-                 "-q", *extra])
+            argv = (
+                [sys.executable, __file__, "--prune-file", str(model), str(imp), str(out), mode]
+                if via_api
+                else [*cli, "prune", str(model), "-i", str(imp), "-o", str(out), "--ratio", "0.5",
+                      "-q", *extra]
+            )  # fmt: skip
+            wall, rss, code = run_measured(argv)
             if code != 0:
                 raise SystemExit(f"prune ({mode}) exited {code}")
             runs.append({"wall_s": round(wall, 2), "peak_rss_bytes": rss})
@@ -155,12 +168,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--label", default="after")
     ap.add_argument("--workdir", default=None, help="keep the model here (default: a temp dir)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write results")
+    ap.add_argument("--api", action="store_true",
+                    help="measure onnxrecede.api.prune_file in a child process instead of the CLI")
+    ap.add_argument("--prune-file", nargs=4, metavar=("MODEL", "IMP", "OUT", "MODE"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.prune_file:
+        return prune_file_child(*args.prune_file)
     with tempfile.TemporaryDirectory(prefix="verify-cost-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        rows = measure(shlex.split(args.cli), workdir, args.repeats)
-    doc = {"label": args.label, "machine": machine(), "command": " ".join(sys.argv), **rows}
+        rows = measure(shlex.split(args.cli), workdir, args.repeats, via_api=args.api)
+    doc = {"label": args.label, "machine": machine(), "command": " ".join(sys.argv),
+           "measured": "onnxrecede.api.prune_file" if args.api else args.cli, **rows}
     print(json.dumps(doc, indent=2))
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -3,29 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede import streamio
+from onnxrecede._io import atomic_dir, output_error, replace_into, signals_held
 from onnxrecede.cost import count_cost
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
+from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
 from onnxrecede.importances import Importances, load_importances, resolve_importances
-from onnxrecede.model_io import ModelSource, load_model
+from onnxrecede.model_io import (
+    EXTERNAL_DATA_THRESHOLD,
+    ModelSource,
+    initializer_bytes,
+    load_model,
+)
 from onnxrecede.repair import CutRepair, RepairOptions
 from onnxrecede.reports import GroupSummary, InspectReport, PruneReport
+from onnxrecede.runtime import check_tolerances
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+#: prune_file's verification step: (pruned, masked, input_shapes, atol, rtol) -> VerifyReport
+_Finish = Callable[[ir.Model, "ir.Model | None", "Mapping[str, Sequence[int]] | None", float, float], VerifyReport]
 ImportancesSource = Any  # path, mapping or Importances
 
 #: op types whose removed output channels are reported per node (asked of their rules)
@@ -169,6 +183,7 @@ def prune(
     rtol: float = 1e-5,
     progress: Progress | None = None,
     repair: RepairOptions | None = None,
+    _finish: _Finish | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
 
@@ -184,8 +199,11 @@ def prune(
     ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
     ONNX Runtime run, equality with the masked reference) and :class:`VerificationError` is
-    raised on failure.
+    raised on failure. Verification writes the pruned model and the masked reference to scratch
+    files and runs them one at a time (see :mod:`onnxrecede.engine.verify` for the tolerance
+    rule); :func:`prune_file` prunes straight to a file with less memory.
     """
+    check_tolerances(atol, rtol)
     given = [
         name
         for name, v in (
@@ -230,7 +248,7 @@ def prune(
     removed = _removed_channels(analysis, plan.keep_element)
     groups = _summaries(analysis, plan)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
-    masked = mask_consumers(analysis, plan.keep_element) if verify else None
+    masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify else None
     if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
         masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
     rewrite(analysis, plan.keep_element, progress)
@@ -241,7 +259,8 @@ def prune(
     if verify:
         if progress is not None:
             progress("verify", 0, 1)
-        verification = run_verification(m, masked, input_shapes, atol, rtol).to_dict()
+        check = _finish if _finish is not None else run_verification
+        verification = check(m, masked, input_shapes, atol, rtol).to_dict()
         if repairer is not None:
             repairer.note_verification(verification)
         if progress is not None:
@@ -271,3 +290,86 @@ def prune(
         repair=repairer.report() if repairer is not None else None,
     )
     return m, report
+
+
+def prune_file(
+    model: ModelSource,
+    importances: ImportancesSource,
+    output: str | os.PathLike[str],
+    *,
+    external_data: bool | None = None,
+    verify: bool = True,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    progress: Progress | None = None,
+    **options: Any,
+) -> PruneReport:
+    """Prune ``model`` into the file ``output``; ``options`` are :func:`prune`'s policy arguments.
+
+    Weights go to ``output + ".data"`` with ``external_data=True``, or when they exceed 2 GB
+    (``None``). Made for models that barely fit in memory: large weights are read from the input
+    file as needed, the result is streamed to a scratch folder beside ``output`` and dropped from
+    memory, then verified from the file written (checker, consistency, an ONNX Runtime run, the
+    masked reference, written to that folder too), and only then moved to ``output`` (and
+    ``output.data``). On :class:`VerificationError`, or any other error, nothing is left at
+    ``output`` and the scratch folder is removed. Returns the report (``report.output`` set).
+    """
+    check_tolerances(atol, rtol)
+    target = Path(os.fspath(output))
+    with atomic_dir(target) as tmp:
+        staged = tmp / target.name
+        written: list[Path] = []
+
+        def write_and_verify(
+            pruned: ir.Model,
+            masked: ir.Model | None,
+            shapes: Mapping[str, Sequence[int]] | None,
+            a: float,
+            r: float,
+        ) -> VerifyReport:
+            written.extend(_write_pruned(pruned, staged, external_data, target))
+            _release_weights(pruned, staged)
+            return run_verification(staged, masked, shapes, a, r, scratch=tmp)
+
+        pruned, report = prune(
+            model, importances, verify=verify, input_shapes=input_shapes, atol=atol, rtol=rtol,
+            progress=progress, _finish=write_and_verify, **options,
+        )  # fmt: skip
+        if not written:  # not verified, or verified in memory (--target-speedup)
+            written.extend(_write_pruned(pruned, staged, external_data, target))
+        del pruned
+        with signals_held():
+            for path in reversed(written):  # the data file first, the model last
+                replace_into(path, target.parent / path.name)
+    report.output = os.fspath(target)
+    return report
+
+
+def _write_pruned(
+    model: ir.Model, path: Path, external_data: bool | None, target: Path
+) -> list[Path]:
+    """Write ``model`` to ``path`` (and ``path.data``); the files written, model first."""
+    external = (
+        initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
+        if external_data is None
+        else external_data
+    )
+    data = path.with_name(f"{path.name}.data")
+    try:
+        streamio.write_model(model, path, data.name if external else None)
+    except OSError as e:
+        raise output_error(target, e) from None
+    return [path, data] if external else [path]
+
+
+def _release_weights(model: ir.Model, path: Path) -> None:
+    """Point ``model``'s large weights at the file just written, freeing their memory."""
+    written = streamio.load(path)
+    for name, value in model.graph.initializers.items():
+        other = written.graph.initializers.get(name)
+        tensor = other.const_value if other is not None else None
+        if isinstance(tensor, (streamio.FileTensor, ir.ExternalTensor)):
+            value.const_value = tensor
+    gc.collect()
+

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
+from onnxrecede import streamio
 from onnxrecede._io import atomic_dir, output_error, replace_into, signals_held
 from onnxrecede.errors import InputError
 
@@ -31,7 +32,7 @@ def load_model(source: ModelSource) -> ir.Model:
     if path.stat().st_size == 0:
         raise InputError(f"model file {path} is empty (0 bytes); re-export or copy it again")
     try:
-        model = ir.load(path)
+        model = streamio.load(path)  # large inline weights stay in the file until read
     except Exception as e:  # protobuf raises DecodeError, onnx-ir ValueError, ...
         raise InputError(f"cannot read {path} as an ONNX model: {e}") from None
     if not model.opset_imports and len(model.graph) == 0 and not model.graph.outputs:
@@ -91,10 +92,7 @@ def save_model(
     with atomic_dir(target) as tmp:
         tmp_model = tmp / target.name
         try:
-            if external:
-                ir.save(model, tmp_model, external_data=data_name)
-            else:
-                ir.save(model, tmp_model)
+            streamio.write_model(model, tmp_model, data_name if external else None)
         except OSError as e:
             raise output_error(target, e) from None
         with signals_held():

@@ -144,7 +144,13 @@ def format_prune(report: PruneReport) -> str:
         lines.append(
             f"verified: checker {v['checker']}, consistency {v['consistency']}, "
             f"ORT run {v['ort_run']}, masked reference {v['masked_reference']}"
-            + (f" (max abs diff {diff:.2g})" if diff is not None else "")
+            + (f" (max abs diff {diff:.2g}" if diff is not None else "")
+            + (
+                f", {v['max_rel_diff']:.2g} of the output scale"
+                if diff is not None and v.get("max_rel_diff") is not None
+                else ""
+            )
+            + (")" if diff is not None else "")
         )
     if report.output:
         lines.append(f"wrote {report.output}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import math
 import os
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -91,13 +93,20 @@ def ort_available() -> bool:
     return True
 
 
-def cpu_session(model: bytes | str, threads: int | None = None) -> Any:
-    """An ORT session pinned to the CPU execution provider."""
+def cpu_session(model: bytes | str, threads: int | None = None, *, low_memory: bool = False) -> Any:
+    """An ORT session pinned to the CPU execution provider.
+
+    ``low_memory``: no arena and no pre-packed weight copies, so a model with external data
+    stays memory-mapped (verification; slower to run, not to be timed).
+    """
     ort = import_ort()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if low_memory:
+        opts.enable_cpu_mem_arena = False
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -192,27 +201,124 @@ def random_inputs(
     return feeds
 
 
+def check_tolerances(atol: float, rtol: float) -> None:
+    """Raise :class:`InputError` unless both tolerances are finite and not negative."""
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(number) or number < 0:
+            raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    """How one candidate output differs from its reference.
+
+    ``scale`` is max |reference| over the output's finite elements; an element fails iff
+    ``|candidate - reference| > atol + rtol * scale`` (elements equal to their reference,
+    NaN against NaN included, never fail; any other non-finite difference fails). When the
+    shapes differ (or one side lacks the output), every element counts as failed.
+    """
+
+    name: str
+    shape_mismatch: bool
+    max_abs_diff: float
+    scale: float
+    failed: int
+    size: int
+
+    @property
+    def max_rel_diff(self) -> float:
+        """``max_abs_diff`` relative to the output's scale."""
+        if self.max_abs_diff == 0:
+            return 0.0
+        return self.max_abs_diff / self.scale if self.scale > 0 else math.inf
+
+    @property
+    def passed(self) -> bool:
+        return not self.shape_mismatch and self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape_mismatch": self.shape_mismatch,
+            "max_abs_diff": _json_float(self.max_abs_diff),
+            "scale": _json_float(self.scale),
+            "max_rel_diff": _json_float(self.max_rel_diff),
+            "failed": self.failed,
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every output of a candidate against its reference, under one tolerance rule."""
+
+    outputs: tuple[OutputDiff, ...]
+    atol: float
+    rtol: float
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    @property
+    def failed(self) -> int:
+        return sum(o.failed for o in self.outputs)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((o.max_abs_diff for o in self.outputs), default=0.0)
+
+    @property
+    def max_rel_diff(self) -> float:
+        return max((o.max_rel_diff for o in self.outputs), default=0.0)
+
+    def failures(self) -> list[OutputDiff]:
+        return [o for o in self.outputs if not o.passed]
+
+
+def _json_float(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def compare_outputs(
-    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], atol: float, rtol: float
-) -> dict[str, float | int]:
-    """Polygraphy-style comparison: an element fails only if abs diff > atol AND rel diff > rtol."""
-    max_abs = 0.0
-    max_rel = 0.0
-    failed = 0
-    if len(reference) != len(candidate):
-        return {"max_abs_diff": float("inf"), "max_rel_diff": float("inf"), "failed": -1}
-    for ref, cand in zip(reference, candidate, strict=True):
-        ref64 = np.asarray(ref, dtype=np.float64)
-        cand64 = np.asarray(cand, dtype=np.float64)
-        if ref64.shape != cand64.shape:
-            return {"max_abs_diff": float("inf"), "max_rel_diff": float("inf"), "failed": -1}
-        diff = np.abs(ref64 - cand64)
-        rel = diff / np.maximum(np.abs(ref64), np.finfo(np.float64).tiny)
-        if diff.size:
-            max_abs = max(max_abs, float(diff.max()))
-            max_rel = max(max_rel, float(np.where(diff == 0, 0.0, rel).max()))
-        failed += int(np.count_nonzero((diff > atol) & (rel > rtol)))
-    return {"max_abs_diff": max_abs, "max_rel_diff": max_rel, "failed": failed}
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    atol: float,
+    rtol: float,
+    names: Sequence[str] | None = None,
+) -> Comparison:
+    """Compare outputs pairwise: an element fails iff abs diff > atol + rtol * scale, where
+    scale is max |reference| of that output (see :class:`OutputDiff`)."""
+    check_tolerances(atol, rtol)
+    diffs = []
+    for i in range(max(len(reference), len(candidate))):
+        name = names[i] if names is not None and i < len(names) else f"output {i}"
+        ref = np.asarray(reference[i]) if i < len(reference) else None
+        cand = np.asarray(candidate[i]) if i < len(candidate) else None
+        diffs.append(_compare_one(name, ref, cand, float(atol), float(rtol)))
+    return Comparison(tuple(diffs), float(atol), float(rtol))
+
+
+def _compare_one(
+    name: str, ref: np.ndarray | None, cand: np.ndarray | None, atol: float, rtol: float
+) -> OutputDiff:
+    if ref is None or cand is None or ref.shape != cand.shape:
+        size = max(a.size for a in (ref, cand) if a is not None)
+        return OutputDiff(name, True, math.inf, math.nan, size, size)
+    ref64 = ref.astype(np.float64)
+    cand64 = cand.astype(np.float64)
+    finite = np.abs(ref64[np.isfinite(ref64)])
+    scale = float(finite.max()) if finite.size else 0.0
+    same = (ref64 == cand64) | (np.isnan(ref64) & np.isnan(cand64))
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(ref64 - cand64))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # inf - inf, or NaN against a number
+    failed = int(np.count_nonzero(diff > atol + rtol * scale))
+    return OutputDiff(name, False, float(diff.max()) if diff.size else 0.0, scale, failed, ref.size)
 
 
 # Provider-aware sessions ---------------------------------------------------------------------

@@ -9,12 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from onnxrecede.runtime import compare_outputs
+from onnxrecede.runtime import check_tolerances, compare_outputs
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputAgreement:
-    """Agreement of one output; diffs are None when the shapes differ or a value is NaN/inf."""
+    """Agreement of one output; diffs are None when the shapes differ or a value is NaN/inf.
+
+    ``max_rel_diff`` is relative to the output's scale (max |reference|), and ``failed`` counts
+    elements with abs diff > atol + rtol * scale (:func:`onnxrecede.runtime.compare_outputs`).
+    """
 
     name: str
     reference_shape: tuple[int, ...]
@@ -89,6 +93,7 @@ def compare_models_outputs(
     rtol: float = 1e-5,
 ) -> Agreement:
     """Max abs/rel differences per output, plus top-1 agreement for ``[N, classes]`` scores."""
+    check_tolerances(atol, rtol)
     by_name = dict(zip(candidate_names or names, candidate, strict=False))
     results = []
     for index, (name, ref) in enumerate(zip(names, reference, strict=True)):
@@ -98,15 +103,15 @@ def compare_models_outputs(
         if ref_a.shape != cand_a.shape:
             results.append(OutputAgreement(name, ref_a.shape, cand_a.shape, None, None, None, None))
             continue
-        diff = compare_outputs([ref_a], [cand_a], atol=atol, rtol=rtol)
+        diff = compare_outputs([ref_a], [cand_a], atol=atol, rtol=rtol, names=[name]).outputs[0]
         results.append(
             OutputAgreement(
                 name,
                 ref_a.shape,
                 cand_a.shape,
-                _finite(float(diff["max_abs_diff"])),
-                _finite(float(diff["max_rel_diff"])),
-                int(diff["failed"]),
+                _finite(diff.max_abs_diff),
+                _finite(diff.max_rel_diff),
+                diff.failed,
                 _top1(ref_a, cand_a),
             )
         )

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from onnxrecede.errors import InputError
-from onnxrecede.runtime import provider_full_name
+from onnxrecede.runtime import check_tolerances, provider_full_name
 
 DEFAULT_SECONDS = 5.0
 #: Fewest timed runs per model, even when ``seconds`` runs out first.
@@ -55,6 +55,7 @@ class BenchOptions:
             raise InputError(f"--seconds must be positive, got {self.seconds}")
         if self.warmup < 0:
             raise InputError(f"--warmup must be >= 0, got {self.warmup}")
+        check_tolerances(self.atol, self.rtol)
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads must be at least 1, got {self.threads}")
         if not self.providers:

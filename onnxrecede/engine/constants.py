@@ -77,11 +77,13 @@ class ConstantEvaluator:
         """The constant value of ``value``, or None if it depends on a graph input."""
         if value is None:
             return None
+        result = self.direct(value)
+        if result is not None:
+            return result  # not cached: a weight read lazily from its file stays there
         key = value
         if key in self._cache:
             return self._cache[key]
-        result = self.direct(value)
-        if result is None and depth < self.max_depth:
+        if depth < self.max_depth:
             result = self._evaluate(value, depth)
         self._cache[key] = result
         return result

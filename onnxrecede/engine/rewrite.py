@@ -27,6 +27,7 @@ from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.engine.rules.elementwise import UNARY_OPS
+from onnxrecede.streamio import ZeroedTensor
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,27 @@ def apply_ops(array: np.ndarray, ops: Iterable[EditOp]) -> np.ndarray:
     out = array
     for axis, op, idx in ops:
         if op == EditKind.KEEP:
-            out = np.take(out, np.asarray(idx, dtype=np.int64), axis=axis)
+            out = _keep(out, axis, np.asarray(idx, dtype=np.int64))
         else:
             out = out.copy() if out is array else out
             index: list[slice | np.ndarray] = [slice(None)] * out.ndim
             index[axis] = np.asarray(idx, dtype=np.int64)
             out[tuple(index)] = 0
+    return out
+
+
+def _keep(array: np.ndarray, axis: int, idx: np.ndarray) -> np.ndarray:
+    """``np.take(array, idx, axis)``, C-contiguous, in blocks of rows: a memory-mapped weight
+    is never copied whole (np.take copies a misaligned array first)."""
+    if axis == 0 or array.ndim < 2:
+        return np.ascontiguousarray(array[idx] if array.ndim else array)
+    shape = list(array.shape)
+    shape[axis] = len(idx)
+    out = np.empty(shape, dtype=array.dtype)
+    row = max(1, array[:1].nbytes)
+    step = max(1, (1 << 23) // row)
+    for start in range(0, array.shape[0], step):
+        out[start : start + step] = np.take(array[start : start + step], idx, axis=axis)
     return out
 
 
@@ -225,9 +241,14 @@ def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | N
     refresh_shapes(model)
 
 
-def mask_consumers(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
+def mask_consumers(analysis: Analysis, keep_element: np.ndarray, *, lazy: bool = False) -> ir.Model:
     """The masked reference: a copy of the original model whose consuming weights are zeroed
-    for every removed channel. The pruned model must compute the same outputs."""
+    for every removed channel. The pruned model must compute the same outputs.
+
+    ``lazy``: an initializer all of whose uses are masked alike is not copied but becomes a
+    :class:`~onnxrecede.streamio.ZeroedTensor` of the original, zeroed block by block when the
+    model is written (verification writes it to a file); the rest is zeroed at once.
+    """
     if analysis.rewritten:
         raise RuntimeError("mask_consumers() reads the analysed model: call it before rewrite()")
     original = analysis.model
@@ -239,9 +260,38 @@ def mask_consumers(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
         if len(removed):
             ops = ((site.axis, EditKind.ZERO, tuple(int(i) for i in removed)),)
             edits.append(ParamEdit(node_map[site.node], site.input_index, ops))
+    merged = _merge_same_param(edits)
+    if lazy:
+        merged = _zero_lazily(merged)
     editor = _Editor(masked.graph, ConstantEvaluator())
-    editor.apply_edits(_merge_same_param(edits))
+    editor.apply_edits(merged)
     return masked
+
+
+def _zero_lazily(edits: list[ParamEdit]) -> list[ParamEdit]:
+    """Mask lazily, in place, each initializer whose uses are all edited alike; the rest."""
+    by_value: dict[ir.Value, list[ParamEdit]] = {}
+    rest: list[ParamEdit] = []
+    for e in edits:
+        value = e.node.inputs[e.input_index]
+        if value is None:
+            rest.append(e)
+        else:
+            by_value.setdefault(value, []).append(e)
+    for value, group in by_value.items():
+        tensor = value.const_value
+        uses = {(u.node, u.idx) for u in value.uses()}
+        if (
+            tensor is None
+            or not value.is_initializer()
+            or value.is_graph_output()
+            or uses != {(e.node, e.input_index) for e in group}
+            or len({e.ops for e in group}) != 1
+        ):
+            rest.extend(group)
+            continue
+        value.const_value = ZeroedTensor(tensor, group[0].ops, value.name)
+    return rest
 
 
 def _merge_same_param(edits: list[ParamEdit]) -> list[ParamEdit]:
