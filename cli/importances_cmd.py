@@ -13,28 +13,9 @@ from onnxrecede_cli.common import (
     progress_callback,
     setup_logging,
 )
+from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
 
 from onnxrecede.errors import InputError
-
-
-def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(t) for t in text.split(","))
-    except ValueError:
-        raise InputError(f"{what} must be comma-separated numbers, got '{text}'") from None
-
-
-def _image_options(resize: int | None, mean: str | None, std: str | None) -> Any:
-    from onnxrecede.data import ImageOptions
-
-    kwargs: dict[str, Any] = {"resize": resize}
-    if (m := _floats(mean, "--mean")) is not None:
-        kwargs["mean"] = m
-    if (s := _floats(std, "--std")) is not None:
-        kwargs["std"] = s
-    return ImageOptions(**kwargs)
 
 
 @click.command("importances")
@@ -74,21 +55,16 @@ def _image_options(resize: int | None, mean: str | None, std: str | None) -> Any
     type=str,
     default=None,
     metavar="DATA",
-    help="activation: samples (.npz by input name or 'x', an image folder, "
-    "cifar10:DIR, digits:test).",
+    help=f"activation: samples: {DATA_HELP}.",
 )
 @click.option(
     "--calibration-images",
     type=click.Path(file_okay=False),
     default=None,
     metavar="DIR",
-    help="activation: an image folder (with --resize/--mean/--std).",
+    help="activation: an image folder (preprocessed by the image options).",
 )
-@click.option("--resize", type=int, default=None, help="Images: shorter side resized to this.")
-@click.option(
-    "--mean", default=None, metavar="M[,M,M]", help="Images: per-channel mean (after /255)."
-)
-@click.option("--std", default=None, metavar="S[,S,S]", help="Images: per-channel std.")
+@image_options
 @click.option(
     "--batch-size",
     type=int,
@@ -109,13 +85,11 @@ def importances(
     seed: int,
     calibration: str | None,
     calibration_images: str | None,
-    resize: int | None,
-    mean: str | None,
-    std: str | None,
     batch_size: int,
     limit: int | None,
     as_json: bool,
     quiet: bool,
+    **image_kwargs: Any,
 ) -> None:
     """Score every output channel of MODEL's Conv/Gemm/MatMul nodes and write OUTPUT.
 
@@ -140,7 +114,7 @@ def importances(
     from onnxrecede.paths import data_reads, model_reads
 
     guard_paths([*model_reads(model), *data_reads(data, "calibration data")], [("-o", output)])
-    image = _image_options(resize, mean, std) if data is not None else None
+    image = pop_image_options(image_kwargs)
     m = load_model(model)
     options: dict[str, Any] = {}
     if criterion == "activation":
