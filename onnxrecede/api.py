@@ -221,7 +221,7 @@ def prune(
             model, importances, target_speedup, scope=scope, aggregate=aggregate,
             min_channels=min_channels, round_to=round_to, verify=verify,
             input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
-            **dict(speedup_search or {}),
+            repair=repair, **dict(speedup_search or {}),
         )  # fmt: skip
     if ratio == "auto":
         base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)

@@ -72,9 +72,14 @@ def prune_to_speedup(
     verify: bool = True,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     progress: Progress | None = None,
+    repair: Any = None,
     **prune_options: Any,
 ) -> tuple[ir.Model, Any]:
-    """Cases 1-4; returns the chosen pruned model and its report (``policy.speedup_search``)."""
+    """Cases 1-4; returns the chosen pruned model and its report (``policy.speedup_search``).
+
+    ``repair`` (compensation / reconstruction) changes weights, not shapes or latency: it is
+    applied to the chosen cut only.
+    """
     from onnxrecede import api
     from onnxrecede.model_io import load_model, save_model
 
@@ -137,7 +142,7 @@ def prune_to_speedup(
         chosen_fraction = best[1].policy["target_macs"]
         pruned, report = api.prune(
             reference, importances, target_macs=chosen_fraction, verify=verify,
-            input_shapes=input_shapes, progress=progress, **prune_options,
+            input_shapes=input_shapes, progress=progress, repair=repair, **prune_options,
         )  # fmt: skip
     report.policy.pop("target_macs", None)
     report.policy["target_speedup"] = target
