@@ -94,8 +94,8 @@ def build_vgg16_bn(path: Path, seed: int = 0) -> dict[str, list[float]]:
     return importances
 
 
-def run_measured(argv: Sequence[str]) -> tuple[float, int, int]:
-    """Run ``argv``; return (wall seconds, peak RSS bytes, exit code)."""
+def run_measured(argv: Sequence[str]) -> tuple[float, int, int, float]:
+    """Run ``argv``; return (wall seconds, peak RSS bytes, exit code, CPU seconds: user + sys)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -104,7 +104,7 @@ def run_measured(argv: Sequence[str]) -> tuple[float, int, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         print(err, file=sys.stderr)
-    return wall, usage.ru_maxrss * 1024, code
+    return wall, usage.ru_maxrss * 1024, code, usage.ru_utime + usage.ru_stime
 
 
 def machine() -> dict[str, Any]:
@@ -143,20 +143,22 @@ def measure(cli: list[str], workdir: Path, repeats: int, via_api: bool = False) 
                 else [*cli, "prune", str(model), "-i", str(imp), "-o", str(out), "--ratio", "0.5",
                       "-q", *extra]
             )  # fmt: skip
-            wall, rss, code = run_measured(argv)
+            wall, rss, code, cpu = run_measured(argv)
             if code != 0:
                 raise SystemExit(f"prune ({mode}) exited {code}")
-            runs.append({"wall_s": round(wall, 2), "peak_rss_bytes": rss})
+            runs.append({"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss_bytes": rss})
             out.unlink()
-            print(f"{mode:9s} run {r}: {wall:6.2f} s  peak RSS {rss / 2**20:7.0f} MiB "
+            print(f"{mode:9s} run {r}: {wall:6.2f} s ({cpu:6.2f} s CPU)  peak RSS {rss / 2**20:7.0f} MiB "
                   f"({rss / size:.2f}x the model file)", file=sys.stderr)
         rows[mode] = {
             "runs": runs,
             "wall_s": min(x["wall_s"] for x in runs),
+            "cpu_s": min(x["cpu_s"] for x in runs),
             "peak_rss_bytes": min(x["peak_rss_bytes"] for x in runs),
         }
     rows["rss_over_model"] = round(rows["verify"]["peak_rss_bytes"] / size, 2)
     rows["time_over_unverified"] = round(rows["verify"]["wall_s"] / rows["no_verify"]["wall_s"], 2)
+    rows["cpu_over_unverified"] = round(rows["verify"]["cpu_s"] / rows["no_verify"]["cpu_s"], 2)
     return rows
 
 

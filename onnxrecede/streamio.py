@@ -199,9 +199,12 @@ class FileTensor(_core.TensorBase):  # type: ignore[misc]
     def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of the first axis, as a new writable array."""
         dims = [int(d) for d in self._shape.numpy()]
-        row = int(np.prod(dims[1:], dtype=np.int64)) * self._np_dtype().itemsize
-        data = bytearray(self._read(start * row, (stop - start) * row))
-        return np.frombuffer(data, dtype=self._np_dtype()).reshape([stop - start, *dims[1:]])
+        out = np.empty([stop - start, *dims[1:]], dtype=self._np_dtype())
+        row = out.nbytes // max(1, stop - start)
+        into = out.reshape(-1).view(np.uint8).data
+        if os.preadv(self._source.fileno(), [into], self._offset + start * row) != out.nbytes:
+            raise OSError(f"{self.path} is shorter than expected (tensor '{self.name}')")
+        return out
 
 
 def _plain_dtype(dtype: ir.DataType) -> bool:
@@ -373,12 +376,13 @@ class _Placeholder(ir.ExternalTensor):  # type: ignore[misc]
     """Stands in for a tensor while the model is serialised without its data."""
 
 
-def _write_inline(model: ir.Model, path: Path) -> None:
-    graph = model.graph
+def serialize_without_data(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, ir.TensorProtocol]]:
+    """``model`` as a proto whose large initializers are external-data stubs pointing nowhere,
+    and those initializers' tensors by name. The model is left unchanged."""
     streamed: dict[str, ir.TensorProtocol] = {}
     swapped: list[tuple[ir.Value, ir.TensorProtocol]] = []
     try:
-        for value in graph.initializers.values():
+        for value in model.graph.initializers.values():
             tensor = value.const_value
             if tensor is None or tensor.nbytes < LAZY_MIN_BYTES or value.name in streamed:
                 continue
@@ -396,6 +400,11 @@ def _write_inline(model: ir.Model, path: Path) -> None:
     finally:
         for value, tensor in swapped:
             value.const_value = tensor
+    return proto, streamed
+
+
+def _write_inline(model: ir.Model, path: Path) -> None:
+    proto, streamed = serialize_without_data(model)
     inits = list(proto.graph.initializer)
     del proto.graph.initializer[:]
     pieces: list[tuple[bytes, ir.TensorProtocol | None]] = []

@@ -30,6 +30,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,33 +127,57 @@ def verify(
     """
     runtime.check_tolerances(atol, rtol)
     report = VerifyReport(atol=float(atol), rtol=float(rtol))
-    with tempfile.TemporaryDirectory(prefix=".onnxrecede-verify-", dir=scratch) as tmp:
-        if isinstance(pruned, ir.Model):
-            path = write_scratch(pruned, tmp, "pruned")
-        else:
-            path = _mapped_view(Path(os.fspath(pruned)), scratch)
-        try:
-            _check_file(path, report)
-            ran = _run(path, input_shapes, seed, report)
-        finally:
-            if path.parent == Path(os.fspath(scratch or tmp)) and path.name.startswith(".view-"):
-                path.unlink(missing_ok=True)
-        if ran is None or masked is None:
-            return report
-        names, feeds, outputs = ran
+    with (
+        tempfile.TemporaryDirectory(prefix=".onnxrecede-verify-", dir=scratch) as tmp,
+        ThreadPoolExecutor(1, thread_name_prefix="onnxrecede-masked") as pool,
+    ):
+        # the masked reference is written (mostly I/O) while the pruned model is checked
+        reference: Future[Path] | None = None
         if isinstance(masked, ir.Model):
-            masked = write_scratch(masked, tmp, "masked")
+            reference = pool.submit(write_scratch, masked, tmp, "masked")
         try:
-            session = runtime.cpu_session(os.fspath(masked), low_memory=True)
-            expected = session.run(None, feeds)
-            del session
-        except Exception as e:
-            report.notes.append(f"masked reference could not run: {e}")
-            report.masked_reference = "error"
-            return report
-        gc.collect()
-        _compare(expected, outputs, names, report)
+            _verify_pruned(pruned, masked, reference, input_shapes, seed, scratch, tmp, report)
+        finally:
+            if reference is not None:
+                reference.cancel()
+                wait([reference])  # before the folder is removed
     return report
+
+
+def _verify_pruned(
+    pruned: ModelOrPath,
+    masked: ModelOrPath | None,
+    reference: Future[Path] | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+    seed: int,
+    scratch: str | os.PathLike[str] | None,
+    tmp: str,
+    report: VerifyReport,
+) -> None:
+    if isinstance(pruned, ir.Model):
+        path = write_scratch(pruned, tmp, "pruned")
+    else:
+        path = _mapped_view(Path(os.fspath(pruned)), scratch)
+    try:
+        _check_file(path, report)
+        ran = _run(path, input_shapes, seed, report)
+    finally:
+        if path.parent == Path(os.fspath(scratch or tmp)) and path.name.startswith(".view-"):
+            path.unlink(missing_ok=True)
+    if ran is None or masked is None:
+        return
+    names, feeds, outputs = ran
+    try:
+        target = reference.result() if reference is not None else masked
+        session = runtime.cpu_session(os.fspath(target), low_memory=True)  # type: ignore[arg-type]
+        expected = session.run(None, feeds)
+        del session
+    except Exception as e:
+        report.notes.append(f"masked reference could not run: {e}")
+        report.masked_reference = "error"
+        return
+    gc.collect()
+    _compare(expected, outputs, names, report)
 
 
 def _mapped_view(path: Path, scratch: str | os.PathLike[str] | None) -> Path:
