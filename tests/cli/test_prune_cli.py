@@ -61,7 +61,7 @@ def test_inspect_json(model_and_imp):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--ratio", "0.5", "--threshold", "0.1"], "either --ratio or --threshold"),
+        (["--ratio", "0.5", "--threshold", "0.1"], "give only one of --ratio, --threshold"),
         (["--ratio", "1.5"], "ratio must be in [0, 1)"),
         (["--min-channels", "0"], "min-channels must be at least 1"),
         (["--shape", "bad"], "bad --shape"),
