@@ -2,7 +2,8 @@
 
 The model is the tests' digits CNN (tests/quality/digits_model.py: 4 convs with plain
 BatchNorm, trained on scikit-learn's digits, exported with BN folded). Importances: filter L1,
-normalised per layer by its mean (``onnxrecede importances --criterion l1``). For every ratio
+normalised per node (``onnxrecede importances --criterion l1``, ``--normalize rank`` by default:
+a global cut of p takes about p of every node). For every ratio
 and scope (local = the same fraction of every layer, global = one ranking), the model is pruned
 three ways and evaluated on the 360 test digits in ONNX Runtime:
 
@@ -61,10 +62,12 @@ def trained_model(epochs: int, path: Path) -> tuple[Path, float]:
     return export(model, path), time.perf_counter() - t0
 
 
-def run(ratios: list[float], limit: int, epochs: int, save: str | None) -> dict[str, Any]:
+def run(
+    ratios: list[float], limit: int, epochs: int, save: str | None, normalize: str
+) -> dict[str, Any]:
     target = Path(save) if save else Path(tempfile.mkdtemp(prefix="cut-quality-")) / "digits.onnx"
     path, train_s = trained_model(epochs, target)
-    imp = compute_importances(load_model(path), "l1")
+    imp = compute_importances(load_model(path), "l1", normalize=normalize)
     test = open_samples("digits:test", input_specs(str(path)))
     original = evaluate(str(path), test)
     rows = []
@@ -99,6 +102,7 @@ def run(ratios: list[float], limit: int, epochs: int, save: str | None) -> dict[
         "model": "tests/quality/digits_model.py (4 convs 16-32-32-64, BN folded)",
         "train_seconds": round(train_s, 1),
         "epochs": epochs,
+        "importances": {"criterion": "l1", "normalize": normalize},
         "calibration": {"source": "digits:train", "samples": limit},
         "test": {"source": "digits:test", "samples": len(test)},
         "original": {"top1": original.top1, "top5": original.top5},
@@ -109,7 +113,8 @@ def run(ratios: list[float], limit: int, epochs: int, save: str | None) -> dict[
 def markdown(doc: dict[str, Any]) -> str:
     o = doc["original"]["top1"]
     lines = [
-        "# Cut quality without fine-tuning (digits CNN, filter L1)",
+        f"# Cut quality without fine-tuning (digits CNN, filter L1, {doc['importances']['normalize']}"
+        " normalisation)",
         "",
         f"`python benchmarks/cut_quality.py`; {doc['machine']['note']}; onnxruntime "
         f"{doc['machine']['onnxruntime']}. Original top-1 {100 * o:.2f}% on "
@@ -137,6 +142,7 @@ def main() -> None:
     ap.add_argument("--calibration-limit", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cut-quality"))
+    ap.add_argument("--normalize", default="rank", help="importances normalisation (rank)")
     ap.add_argument("--save-model", default=None, metavar="PATH", help="keep the trained model")
     ap.add_argument("--model-only", action="store_true", help="train, save and stop")
     args = ap.parse_args()
@@ -145,7 +151,7 @@ def main() -> None:
         print(f"wrote {path} (trained in {seconds:.0f} s)")
         return
     ratios = [float(r) for r in args.ratios.split(",")]
-    doc = run(ratios, args.calibration_limit, args.epochs, args.save_model)
+    doc = run(ratios, args.calibration_limit, args.epochs, args.save_model, args.normalize)
     Path(args.out + ".json").write_text(json.dumps(doc, indent=2) + "\n")
     Path(args.out + ".md").write_text(markdown(doc))
     print(markdown(doc))
