@@ -332,8 +332,14 @@ def _image_plan(name: str, spec: TensorSpec | None, opts: ImageOptions) -> _Imag
     c_axis, hw = (1, (2, 3)) if layout == "nchw" else (3, (1, 2))
     channels = shape[c_axis] if len(shape) == 4 and shape[c_axis] else 3
     size = opts.size
-    if size is None and len(shape) == 4 and shape[hw[0]] and shape[hw[1]]:
-        size = (int(shape[hw[0]]), int(shape[hw[1]]))  # type: ignore[arg-type]
+    if len(shape) == 4 and shape[hw[0]] and shape[hw[1]]:
+        fixed = (int(shape[hw[0]]), int(shape[hw[1]]))  # type: ignore[arg-type]
+        if size is not None and size != fixed:
+            raise InputError(
+                f"image size {size[0]}x{size[1]} does not fit model input '{name}' "
+                f"({spec.describe() if spec else ''}): crop to {fixed[0]}x{fixed[1]}"
+            )
+        size = fixed
     if channels not in (1, 3):
         raise InputError(f"model input '{name}' wants {channels} channels; images have 1 or 3")
     dtype = spec.dtype if spec is not None else np.dtype(np.float32)

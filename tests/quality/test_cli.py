@@ -116,3 +116,29 @@ def test_eval_and_reconstruct_never_import_torch(files) -> None:
     )  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_eval_image_folder_options_reach_the_loader(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from onnxrecede.data import ImageOptions
+    from onnxrecede.evaluate import evaluate
+
+    onnx.save(small_cnn(seed=4), str(tmp_path / "m.onnx"))
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b", "c"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            arr = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / cls / f"{i}.png")
+    opts = ["--resize", "9", "--mean", "0.4,0.5,0.6", "--std", "0.3", "--channel-order", "bgr"]
+    r = _run("eval", tmp_path / "m.onnx", "--data", tmp_path / "imgs", *opts, "--json", "-q")
+    assert r.exit_code == 0, r.output
+    want = evaluate(str(tmp_path / "m.onnx"), str(tmp_path / "imgs"), image=ImageOptions(
+        resize=9, mean=(0.4, 0.5, 0.6), std=(0.3,), channel_order="bgr"))  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert (doc["correct_top1"], doc["correct_top5"], doc["samples"]) == (
+        want.correct1, want.correct5, 9)  # fmt: skip
+    r = _run("eval", tmp_path / "m.onnx", "--data", tmp_path / "imgs", "--image-size", "5x6")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: image size 5x6 does not fit model input 'input'")
