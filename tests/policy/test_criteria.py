@@ -33,7 +33,7 @@ def _weights(path) -> dict[str, np.ndarray]:
     ("source", "name", "exporter"),
     [
         ("zoo", "resnet_basic", "torchscript_bn"),
-        ("zoo", "mobilenetv2_block", "dynamo_noopt"),
+        ("zoo", "mobilenetv2_block", "torchscript_bn"),
         ("zoo", "densenet_concat", "torchscript_bn"),
         ("zoo", "channels_last_mlp", "dynamo"),
         ("handmade", "gemm_transb0", None),

@@ -51,8 +51,10 @@ def _out_channels(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize(("name", "exporter"), ZOO)
-@pytest.mark.parametrize("metric", ["macs", "params"])
+@pytest.mark.parametrize(
+    ("name", "exporter", "metric"),
+    [(n, e, "macs") for n, e in ZOO] + [(n, e, "params") for n, e in ZOO[1:4]],
+)
 def test_target_lands_between_90_and_100_percent_of_the_budget(
     name, exporter, metric, zoo_path, tmp_path
 ):
@@ -95,8 +97,13 @@ def test_large_models_target_macs_and_round_to(name, large_path, tmp_path):
 
 @pytest.mark.parametrize("scope", ["global", "local"])
 def test_round_to_on_zoo_models(scope, zoo_path, tmp_path):
-    for name, exporter in [("resnet_bottleneck", "torchscript"), ("mobilenetv2_block", "dynamo"),
-                           ("grouped_conv", "torchscript"), ("densenet_concat", "torchscript")]:  # fmt: skip
+    models = [
+        ("resnet_bottleneck", "torchscript"),
+        ("mobilenetv2_block", "dynamo"),
+        ("grouped_conv", "torchscript"),
+        ("densenet_concat", "torchscript"),
+    ]
+    for name, exporter in models if scope == "global" else models[:2]:
         path = zoo_path(name, exporter)
         imp = _l1(path, tmp_path)
         pruned, report = onnxrecede.prune(path, imp, ratio=0.6, round_to=4, scope=scope)
