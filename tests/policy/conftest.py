@@ -12,22 +12,30 @@ from pathlib import Path
 
 import pytest
 
-LargePath = Callable[[str], Path]
+LargePath = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
 def large_path(tmp_path_factory: pytest.TempPathFactory) -> LargePath:
-    """``large_path("resnet50" | "mobilenetv2") -> Path``, exported once per session."""
+    """``large_path("resnet50" | "mobilenetv2", exporter) -> Path``, exported once per session."""
     from benchmarks.speedup import MobileNetV2, ResNet50, _randomised, export_torchscript
 
     root = tmp_path_factory.mktemp("large")
     builders = {"resnet50": ResNet50, "mobilenetv2": MobileNetV2}
-    cache: dict[str, Path] = {}
+    cache: dict[tuple[str, str], Path] = {}
 
-    def get(name: str) -> Path:
-        if name not in cache:
+    def get(name: str, exporter: str = "torchscript") -> Path:
+        """``torchscript``: BN folded; ``torchscript_bn``: BatchNormalization nodes kept."""
+        if (name, exporter) not in cache:
+            from tests.models.export import export_model
+
             module = _randomised(builders[name]())
-            cache[name] = export_torchscript(module, (1, 3, 64, 64), root / f"{name}.onnx")
-        return cache[name]
+            path = root / f"{name}.{exporter}.onnx"
+            cache[name, exporter] = (
+                export_torchscript(module, (1, 3, 64, 64), path)
+                if exporter == "torchscript"
+                else export_model(module, (1, 3, 64, 64), path, exporter)  # type: ignore[arg-type]
+            )
+        return cache[name, exporter]
 
     return get

@@ -151,5 +151,19 @@ def test_large_models_every_criterion(large_path, tmp_path):
             loaded = load_importances(imp)
             convs = [n for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm")]
             assert len(loaded) == len(convs)
+            _, report = onnxrecede.prune(path, imp, ratio=0.3, verify=False)
+            assert report.channels_removed > 0, (name, criterion)
+
+
+def test_mobilenet_sized_model_bn_and_activation(large_path, tmp_path):
+    path = large_path("mobilenetv2", "torchscript_bn")  # BatchNormalization nodes kept
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.random((4, 3, 64, 64), dtype=np.float32))
+    for criterion, extra in (("bn", []), ("activation", ["--calibration", tmp_path / "calib.npz"])):
+        imp = tmp_path / f"{criterion}.json"
+        r = _run(["importances", path, "-o", imp, "-c", criterion, *extra, "-q"])
+        assert r.exit_code == 0, r.output
+        scored = load_importances(imp)
+        assert len(scored) >= 52  # every conv followed by a BatchNormalization
         _, report = onnxrecede.prune(path, imp, ratio=0.3, verify=False)
-        assert report.channels_removed > 0
+        assert report.channels_removed > 0, criterion
