@@ -105,6 +105,12 @@ class CutRepair:
                     model, self.consumers, self.samples, self.options.batch_size, self.progress
                 )
             self.compensation = plan_compensation(analysis, self.consumers, means)
+            if means is None and self.consumers and not self.compensation.deltas:
+                logger.warning(
+                    "warning: --compensate without --calibration found no removed channel that "
+                    "is constant by construction; nothing was compensated (give --calibration "
+                    "DATA to use measured means)"
+                )
             if masked is not None:
                 self.compensation.apply(masked.graph, dict(zip(model.graph, masked.graph)))
         if self.options.reconstruct:

@@ -52,11 +52,12 @@ def test_graph_constant_channel_is_compensated_exactly(calib) -> None:
     assert report.verification["masked_reference"] == "passed"  # type: ignore[index]
 
 
-def test_without_data_only_constant_channels_are_compensated() -> None:
+def test_without_data_only_constant_channels_are_compensated(caplog) -> None:
     model = small_cnn(kb=1)
     _, report = api.prune(
         model, importances_removing([1, 3]), threshold=0.5, repair=RepairOptions(compensate=True)
     )
+    assert "nothing was compensated (give --calibration DATA" in caplog.text
     assert report.repair["compensation"]["consumers"] == []  # type: ignore[index]
     assert report.repair["compensation"]["skipped"] == [  # type: ignore[index]
         "Conv 'conv_b': no removed input is constant"
