@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +206,7 @@ def search_target(
     if before <= 0:
         raise InputError(f"the model has no counted {metric}: --target-{metric} cannot apply")
     index = 0 if metric == "macs" else 1
-    candidates = _candidate_policies(analysis, scores, policy)
+    candidates = PolicyLadder.build(analysis, scores, policy)
     steps: list[dict[str, Any]] = []
     cache: dict[int, tuple[Plan, tuple[int, int]]] = {}
 
@@ -218,7 +218,7 @@ def search_target(
             steps.append(_step(candidates(i), plan, est, cost_model))
         return cache[i]
 
-    hi = candidates.last  # type: ignore[attr-defined]
+    hi = candidates.last
     if evaluate(hi)[1][index] > fraction * before:
         reachable = evaluate(hi)[1][index] / before
         raise UnreachableTargetError(
@@ -248,7 +248,7 @@ def search_target(
 def _refine(
     analysis: Analysis,
     scores: Scores,
-    candidates: Callable[[int], Policy],
+    candidates: PolicyLadder,
     lo: int,
     cost_model: CostModel,
     index: int,
@@ -264,7 +264,7 @@ def _refine(
                     roots_of.setdefault(importance[int(r)], []).append(int(r))
     skipped: set[int] = set()
     best: SearchResult | None = None
-    last = getattr(candidates, "last", lo)
+    last = candidates.last
     for i in range(lo + 1, min(lo + 1 + REFINE_STEPS, last + 1)):
         policy = candidates(i)
         plan = make_plan(analysis, scores, policy, frozenset(skipped))
@@ -281,27 +281,38 @@ def _refine(
     return best
 
 
-def _candidate_policies(
-    analysis: Analysis, scores: Scores, policy: Policy
-) -> Callable[[int], Policy]:
-    """Policy number i of an ordered family, from no cut (0) to the largest cut (``.last``)."""
-    if policy.scope == "local":
+@dataclass(frozen=True)
+class PolicyLadder:
+    """Policy number i of an ordered family, from no cut (0) to the largest cut (``last``).
 
-        def local(i: int) -> Policy:
-            ratio = min(i / LOCAL_STEPS, 1.0 - 1e-9)
-            return dataclasses.replace(policy, ratio=ratio, threshold=None)
+    Global scope: "remove what lies below the i-th distinct importance" (the last threshold lies
+    above every importance); local scope: ratio i / ``LOCAL_STEPS`` in every group.
+    """
 
-        local.last = LOCAL_STEPS  # type: ignore[attr-defined]
-        return local
-    values = np.unique(prunable_importances(analysis, scores, policy.aggregate))
-    # the last threshold lies above every importance: everything is removed but the minimum
-    thresholds = [*values.tolist(), float(np.nextafter(values[-1], math.inf))]
+    base: Policy
+    thresholds: tuple[float, ...] = ()
 
-    def global_(i: int) -> Policy:
-        return dataclasses.replace(policy, ratio=None, threshold=thresholds[i])
+    @classmethod
+    def build(cls, analysis: Analysis, scores: Scores, policy: Policy) -> PolicyLadder:
+        if policy.scope == "local":
+            return cls(policy)
+        values = np.unique(prunable_importances(analysis, scores, policy.aggregate))
+        if not len(values):
+            raise InputError(
+                "no prunable channel is scored by these importances, so no budget can be met; "
+                "see `onnxrecede inspect MODEL -i IMP` for blocked and unscored groups"
+            )
+        return cls(policy, (*values.tolist(), float(np.nextafter(values[-1], math.inf))))
 
-    global_.last = len(thresholds) - 1  # type: ignore[attr-defined]
-    return global_
+    @property
+    def last(self) -> int:
+        return len(self.thresholds) - 1 if self.thresholds else LOCAL_STEPS
+
+    def __call__(self, i: int) -> Policy:
+        if self.thresholds:
+            return dataclasses.replace(self.base, ratio=None, threshold=self.thresholds[i])
+        ratio = min(i / LOCAL_STEPS, 1.0 - 1e-9)
+        return dataclasses.replace(self.base, ratio=ratio, threshold=None)
 
 
 def _step(policy: Policy, plan: Plan, est: tuple[int, int], model: CostModel) -> dict[str, Any]:
