@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import click
-from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+from onnxrecede_cli.common import (
+    FINITE,
+    POSITIVE,
+    TOLERANCE,
+    echo_json,
+    guard_paths,
+    handle_errors,
+    progress_callback,
+    setup_logging,
+)
 from onnxrecede_cli.quality_options import pop_quality_options, quality_options
 
 from onnxrecede.errors import InputError
-
-
-def _check_paths(model: str, output: str) -> None:
-    src, dst = Path(model).resolve(), Path(output).resolve()
-    if src == dst:
-        raise InputError(
-            f"output {output} is the input model; onnxrecede never modifies its input. "
-            "Choose another -o path"
-        )
-    if dst.with_name(dst.name + ".data") == src or dst.is_dir():
-        raise InputError(f"output {output} is not a usable file path; choose another -o path")
 
 
 @click.command("prune")
@@ -52,7 +49,7 @@ def _check_paths(model: str, output: str) -> None:
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=FINITE,
     default=None,
     help="Remove channels whose importance is below this value (instead of --ratio).",
 )
@@ -77,16 +74,16 @@ def _check_paths(model: str, output: str) -> None:
     show_default=True,
     help="Never keep fewer channels than this in any group or tensor.",
 )
-@click.option("--target-macs", type=float, default=None, metavar="F",
+@click.option("--target-macs", type=POSITIVE, default=None, metavar="F",
               help="Keep at most this fraction of the MACs (0 < F < 1).")
-@click.option("--target-params", type=float, default=None, metavar="F",
+@click.option("--target-params", type=POSITIVE, default=None, metavar="F",
               help="Keep at most this fraction of the parameters (0 < F < 1).")
-@click.option("--target-speedup", type=float, default=None, metavar="X",
+@click.option("--target-speedup", type=POSITIVE, default=None, metavar="X",
               help="Smallest cut measured X times faster on CPU (ONNX Runtime); exit 5 if "
                    "unreachable.")
 @click.option("--search-rounds", type=int, default=5, show_default=True,
               help="--target-speedup: benchmark rounds of the bisection.")
-@click.option("--search-seconds", type=float, default=3.0, show_default=True,
+@click.option("--search-seconds", type=POSITIVE, default=3.0, show_default=True,
               help="--target-speedup: seconds of interleaved timing per round.")
 @click.option("--round-to", type=int, default=1, show_default=True, metavar="N",
               help="Every pruned group keeps a multiple of N channels (blocked kernels).")
@@ -113,14 +110,14 @@ def _check_paths(model: str, output: str) -> None:
 )
 @click.option(
     "--atol",
-    type=float,
+    type=TOLERANCE,
     default=1e-5,
     show_default=True,
     help="Absolute tolerance against the masked reference.",
 )
 @click.option(
     "--rtol",
-    type=float,
+    type=TOLERANCE,
     default=1e-5,
     show_default=True,
     help="Relative tolerance against the masked reference.",
@@ -136,7 +133,7 @@ def _check_paths(model: str, output: str) -> None:
     is_flag=True,
     help="Benchmark the pruned model against the original on CPU afterwards.",
 )
-@click.option("--fail-below", type=float, default=None, metavar="SPEEDUP",
+@click.option("--fail-below", type=POSITIVE, default=None, metavar="SPEEDUP",
               help="With --bench: exit 5 when the measured CPU speedup is below this.")
 @quality_options
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
@@ -177,49 +174,58 @@ def prune(
     """
     setup_logging(quiet=quiet)
     from onnxrecede import api
-    from onnxrecede._io import atomic_write_text
-    from onnxrecede.model_io import save_model
+    from onnxrecede._io import Outputs
+    from onnxrecede.paths import model_reads
     from onnxrecede.reports import format_prune
     from onnxrecede.runtime import parse_shape_specs
 
     if fail_below is not None and not run_bench:
         raise InputError("--fail-below needs --bench")
     ratio_value = _parse_ratio(ratio)
-    _check_paths(model, output)
     quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
-    with progress_callback(not quiet) as progress:
-        pruned, report = api.prune(
-            model,
-            importances,
-            ratio=ratio_value,
-            threshold=threshold,
-            scope=scope,
-            aggregate=aggregate,
-            min_channels=min_channels,
-            round_to=round_to,
-            target_macs=target_macs,
-            target_params=target_params,
-            target_speedup=target_speedup,
-            speedup_search={"rounds": search_rounds, "seconds": search_seconds},
-            verify=verify,
-            input_shapes=input_shapes,
-            atol=atol,
-            rtol=rtol,
-            progress=progress,
-            repair=quality.repair if quality.repair.active else None,
-        )
-    written = save_model(pruned, output, external_data=external_data)
-    report.output = str(written[0])
-    doc: dict[str, Any] = report.to_dict()
-    bench_result = _bench(model, output, input_shapes) if run_bench else None
-    if bench_result is not None:
-        doc["bench"] = bench_result.to_dict()
-    accuracy = quality.accuracy(model, output, None)
-    if accuracy is not None:
-        doc["accuracy"] = accuracy
-    if report_path:
-        atomic_write_text(report_path, json.dumps(doc, indent=2) + "\n")
+    guard_paths(
+        [*model_reads(model), ("--importances", importances), *quality.reads],
+        [("-o", output), ("the external data of -o", f"{output}.data"), ("--report", report_path)],
+    )
+    with Outputs() as outputs, progress_callback(not quiet) as progress:
+        outputs.staged(f"{output}.data")  # moved into place when prune_file writes it
+        staged, report = outputs.write(
+            output,
+            lambda path: (path, api.prune_file(
+                model,
+                importances,
+                path,
+                external_data=external_data,
+                ratio=ratio_value,
+                threshold=threshold,
+                scope=scope,
+                aggregate=aggregate,
+                min_channels=min_channels,
+                round_to=round_to,
+                target_macs=target_macs,
+                target_params=target_params,
+                target_speedup=target_speedup,
+                speedup_search={"rounds": search_rounds, "seconds": search_seconds},
+                verify=verify,
+                input_shapes=input_shapes,
+                atol=atol,
+                rtol=rtol,
+                progress=progress,
+                repair=quality.repair if quality.repair.active else None,
+            )),
+        )  # fmt: skip
+        report.output = output
+        doc: dict[str, Any] = report.to_dict()
+        bench_result = _bench(model, str(staged), input_shapes) if run_bench else None
+        if bench_result is not None:
+            doc["bench"] = bench_result.to_dict()
+        accuracy = quality.accuracy(model, str(staged), progress)
+        if accuracy is not None:
+            doc["accuracy"] = accuracy
+        if report_path:
+            outputs.write_text(report_path, json.dumps(doc, indent=2) + "\n")
+        outputs.commit()
     if as_json:
         echo_json(doc)
     else:
@@ -289,7 +295,6 @@ def inspect_cmd(
     plot_threshold: float | None,
     aggregate: str,
 ) -> None:
-
     """List the channel groups of MODEL, their members, and the barriers that block some.
 
     \b

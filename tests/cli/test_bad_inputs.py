@@ -192,13 +192,13 @@ def test_min_channels_above_every_group_says_nothing_was_removed(work: Path) -> 
 
 
 def test_full_disk_names_the_users_path(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from onnxrecede import model_io
+    from onnxrecede import streamio
 
-    def full(model, path, **kwargs):
+    def full(model, path, *args, **kwargs):
         Path(path).write_bytes(b"partial")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(model_io, "save_model", full)
+    monkeypatch.setattr(streamio, "write_model", full)
     before = _snapshot(work)
     result = _invoke(work, ("prune", "m.onnx", "-i", "imp.json", "-o", "out.onnx",
                             "--report", "r.json"))  # fmt: skip
@@ -228,16 +228,16 @@ def test_report_failure_leaves_no_model(work: Path, monkeypatch: pytest.MonkeyPa
 
 SITECUSTOMIZE = """
 import os, signal
-from onnxrecede import model_io
+from onnxrecede import streamio
 
-_save = model_io.save_model
+_write = streamio.write_model
 
-def save(*args, **kwargs):
-    written = _save(*args, **kwargs)
+def write(*args, **kwargs):
+    written = _write(*args, **kwargs)
     os.kill(os.getpid(), signal.{sig})
     return written
 
-model_io.save_model = save
+streamio.write_model = write
 """
 
 
