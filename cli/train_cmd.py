@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from onnxrecede_cli.common import echo_json, handle_errors, setup_logging
+from onnxrecede_cli.common import FINITE, echo_json, guard_paths, handle_errors, setup_logging
 
 from onnxrecede.errors import InputError
+from onnxrecede.paths import Role, data_reads
 
 
 def _need_torch() -> None:
@@ -99,8 +100,8 @@ def _apply(options: list[Callable[[Any], Any]], f: Any) -> Any:
 _SCHEDULE = [
     click.option("--epochs", type=int, default=160, show_default=True),
     click.option("--batch-size", type=int, default=64, show_default=True),
-    click.option("--lr", type=float, default=0.1, show_default=True),
-    click.option("--momentum", type=float, default=0.9, show_default=True),
+    click.option("--lr", type=FINITE, default=0.1, show_default=True),
+    click.option("--momentum", type=FINITE, default=0.9, show_default=True),
     click.option("--no-nesterov", is_flag=True, help="plain momentum instead of Nesterov"),
     click.option(
         "--milestones",
@@ -108,10 +109,10 @@ _SCHEDULE = [
         show_default=True,
         help="fractions of the epochs at which lr is divided by 10 ('' for none)",
     ),
-    click.option("--weight-decay", type=float, default=1e-4, show_default=True),
+    click.option("--weight-decay", type=FINITE, default=1e-4, show_default=True),
     click.option(
         "--bn-lr-mult",
-        type=float,
+        type=FINITE,
         default=10.0,
         show_default=True,
         help="learning-rate multiplier of the bounded-BN parameters",
@@ -163,11 +164,11 @@ def _run_options(f: Any) -> Any:
 @_schedule_options
 @click.option(
     "--strength",
-    type=float,
+    type=FINITE,
     default=None,
     help="regulariser lambda [default: 1e-4 for rni and l1; ucs has none]",
 )
-@click.option("--shift", type=float, default=3.0, show_default=True, help="rni shift b")
+@click.option("--shift", type=FINITE, default=3.0, show_default=True, help="rni shift b")
 @click.option(
     "--reg-warmup",
     type=int,
@@ -176,9 +177,9 @@ def _run_options(f: Any) -> Any:
     help="epochs trained without the regulariser before it is switched on",
 )
 @click.option(
-    "--width", type=float, default=1.0, show_default=True, help="channel width multiplier"
+    "--width", type=FINITE, default=1.0, show_default=True, help="channel width multiplier"
 )
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--val-fraction", type=FINITE, default=0.1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True
@@ -225,9 +226,23 @@ def train(
         out=out_dir,
         **_config_kwargs(kw),
     )
+    _guard_run(out_dir, data_reads(data, "--data"), kw["resume"])
     result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
     if main_rank:  # under torchrun, rank 0 exports
         _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
+
+
+#: what `train` and `finetune` write into OUT
+RUN_FILES = ("best.pt", "last.pt", "log.json", "model.onnx", "imp.json", "importances.png")
+
+
+def _guard_run(out_dir: str, reads: list[Role], resume: bool) -> None:
+    """The output-safety check for a run folder (``--resume`` reads and rewrites last.pt)."""
+    out = Path(out_dir)
+    writes = [(f"--out {out_dir}:", str(out / name)) for name in RUN_FILES]
+    if resume:
+        writes = [w for w in writes if not w[1].endswith("last.pt")]
+    guard_paths(reads, writes)
 
 
 def _start(quiet: bool) -> bool:
@@ -307,7 +322,7 @@ def _export_and_report(
     "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="folder to write"
 )
 @click.option("--data", default=None, help="data source [default: the checkpoint's]")
-@click.option("--val-fraction", type=float, default=None, help="[default: the checkpoint's]")
+@click.option("--val-fraction", type=FINITE, default=None, help="[default: the checkpoint's]")
 @click.option("--seed", type=int, default=None, help="[default: the checkpoint's]")
 @_schedule_options
 @_run_options
@@ -346,6 +361,12 @@ def finetune(
             f"--out {out_dir} is the folder of {checkpoint}; fine-tune into a new folder"
         )
     keys = imp_path or str(Path(checkpoint).parent / "imp.json")
+    _guard_run(
+        out_dir,
+        [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
+         *data_reads(data, "--data")],
+        kw["resume"],
+    )  # fmt: skip
     ckpt = load_checkpoint(checkpoint)
     cfg = finetune_config(
         ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
@@ -399,6 +420,11 @@ def export(
     Every key written is checked to resolve in the exported model before success is reported.
     """
     setup_logging(quiet=quiet)
+    guard_paths(
+        [("checkpoint", checkpoint)],
+        [("-o", output), ("the external data of -o", f"{output}.data"),
+         ("--importances", importances_path)],
+    )  # fmt: skip
     _need_torch()
     from onnxrecede.train.export import export_checkpoint
 
