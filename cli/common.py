@@ -119,8 +119,9 @@ class FiniteFloat(click.ParamType):
         return number
 
 
-#: tolerances: finite and >= 0
-TOLERANCE = FiniteFloat(minimum=0.0)
+#: tolerances, accuracy drops, ridge terms: finite and >= 0
+NON_NEGATIVE = FiniteFloat(minimum=0.0)
+TOLERANCE = NON_NEGATIVE
 #: speedup bars, fractions of a budget: finite and > 0
 POSITIVE = FiniteFloat(minimum=0.0, exclusive=True)
 #: any finite number

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from onnxrecede_cli.common import POSITIVE
 
 from onnxrecede.errors import InputError
 
@@ -25,7 +26,7 @@ _IMAGE_OPTIONS = [
                  help="Images: centre crop to this size (default: the model input's H x W)."),
     click.option("--resize", type=int, default=None, metavar="S",
                  help="Images: scale the shorter side to S pixels before the crop."),
-    click.option("--scale", type=float, default=1 / 255, show_default="1/255",
+    click.option("--scale", type=POSITIVE, default=1 / 255, show_default="1/255",
                  help="Images: pixel values 0..255 are multiplied by this."),
     click.option("--mean", default=None, metavar="M[,M,M]",
                  help="Images (and digits:): per-channel mean subtracted after --scale (default 0)."),

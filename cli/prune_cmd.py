@@ -280,7 +280,7 @@ def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
 @click.option("--log", "log_scale", is_flag=True, help="--plot: log-scale importance axis.")
 @click.option("--ratio", "plot_ratio", default=None, metavar="R|auto",
               help="--plot: draw the threshold of this ratio (default: auto's valley if bimodal).")
-@click.option("--threshold", "plot_threshold", type=float, default=None,
+@click.option("--threshold", "plot_threshold", type=FINITE, default=None,
               help="--plot: draw this threshold.")
 @click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
               show_default=True, help="--plot: how coupled producers' scores combine.")

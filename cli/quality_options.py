@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
+from onnxrecede_cli.common import NON_NEGATIVE
 from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
 
 from onnxrecede.errors import InputError
@@ -28,7 +29,7 @@ _OPTIONS = [
                  help="Use a seeded random subset of at most N calibration samples."),
     click.option("--calibration-batch", type=int, default=32, show_default=True, metavar="N",
                  help="Samples per ONNX Runtime run while calibrating and evaluating."),
-    click.option("--ridge", type=float, default=1e-3, show_default=True,
+    click.option("--ridge", type=NON_NEGATIVE, default=1e-3, show_default=True,
                  help="--reconstruct: ridge term, relative to the mean diagonal of A^T A."),
     click.option("--max-rows", type=int, default=65536, show_default=True,
                  help="--reconstruct: rows (output positions) sampled per layer."),
@@ -37,7 +38,7 @@ _OPTIONS = [
                       "the pruned model."),
     click.option("--eval-limit", type=int, default=None, metavar="N",
                  help="Evaluate a seeded random subset of N samples."),
-    click.option("--max-accuracy-drop", type=float, default=None, metavar="PTS",
+    click.option("--max-accuracy-drop", type=NON_NEGATIVE, default=None, metavar="PTS",
                  help="With --eval-data: exit 6 when top-1 falls by more than PTS percentage "
                       "points (the pruned model is still written)."),
 ]  # fmt: skip

@@ -113,6 +113,12 @@ CASES = [
     Case("bench-atol-nan", ("bench", "m.onnx", "m.onnx", "--atol", "nan"), 2, "not a finite"),
     Case("bench-seconds-nan", ("bench", "m.onnx", "--seconds", "nan"), 2, "not a finite"),
     Case("threshold-nan", (*P, "-o", "out.onnx", "--threshold", "nan"), 2, "not a finite"),
+    Case("accuracy-drop-nan", (*P, "-o", "out.onnx", "--eval-data", "digits:test",
+                               "--max-accuracy-drop", "nan"), 2, "not a finite"),
+    Case("accuracy-drop-negative", (*P, "-o", "out.onnx", "--eval-data", "digits:test",
+                                    "--max-accuracy-drop", "-1"), 2, "must be at least 0"),
+    Case("plot-threshold-nan", ("inspect", "m.onnx", "-i", "imp.json", "--threshold", "nan"), 2,
+         "not a finite"),
     Case("ratio-nan", (*P, "-o", "out.onnx", "--ratio", "nan"), 2, "ratio"),
     # wrong or misleading answers
     Case("bench-fixed-batch", ("bench", "m.onnx", "--batch", "8", "--seconds", "0.1"), 2,
