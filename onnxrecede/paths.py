@@ -157,7 +157,7 @@ def _varint(buf: mmap.mmap | bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _fields(buf: mmap.mmap | bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+def wire_fields(buf: mmap.mmap | bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """(field number, wire type, value start, value end) of each field in ``buf[start:end]``."""
     pos = start
     while pos < end:
@@ -181,12 +181,12 @@ def _fields(buf: mmap.mmap | bytes, start: int, end: int) -> Iterator[tuple[int,
 
 
 def _locations(buf: mmap.mmap | bytes, start: int, end: int, desc: Descriptor) -> Iterator[str]:
-    for number, wire, lo, hi in _fields(buf, start, end):
+    for number, wire, lo, hi in wire_fields(buf, start, end):
         if wire != 2:
             continue
         if desc is _TENSOR:
             if number == _EXTERNAL_FIELD:
-                entry = {n: bytes(buf[a:b]) for n, w, a, b in _fields(buf, lo, hi) if w == 2}
+                entry = {n: bytes(buf[a:b]) for n, w, a, b in wire_fields(buf, lo, hi) if w == 2}
                 if entry.get(1) == b"location" and 2 in entry:
                     yield entry[2].decode("utf-8", "replace")
             continue

@@ -38,9 +38,8 @@ def work(tmp_path: Path) -> Path:
     (tmp_path / "empty.onnx").write_bytes(b"")
     (tmp_path / "binary.json").write_bytes(bytes(range(256)) * 4)
     key = next(iter(scores))
-    (tmp_path / "dup.json").write_text(
-        '{"importances": {"%s": %s, "%s": %s}}' % (key, scores[key], key, scores[key])
-    )
+    entry = f'"{key}": {json.dumps(scores[key])}'
+    (tmp_path / "dup.json").write_text(f'{{"importances": {{{entry}, {entry}}}}}')
     (tmp_path / "a_file").write_text("not a folder\n")
     os.symlink(tmp_path / "m.onnx", tmp_path / "link.onnx")
     os.link(tmp_path / "m.onnx", tmp_path / "hard.onnx")
