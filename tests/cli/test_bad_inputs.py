@@ -244,6 +244,10 @@ SITECUSTOMIZE = """
 import os, signal
 from onnxrecede import streamio
 
+# pytest-xdist workers ignore SIGINT, and an ignored signal stays ignored across exec: give the
+# command Python's usual handler, as it has when started from a shell
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 _write = streamio.write_model
 
 def write(*args, **kwargs):
