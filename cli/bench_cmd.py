@@ -9,12 +9,14 @@ from typing import Any
 import click
 from onnxrecede_cli.common import (
     POSITIVE,
-    TOLERANCE,
     echo_json,
     guard_paths,
     handle_errors,
     progress_callback,
+    quiet_option,
     setup_logging,
+    shape_option,
+    tolerance_options,
 )
 
 from onnxrecede._io import atomic_write_text
@@ -51,13 +53,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     show_default=True,
     help="Comma-separated batch sizes bound to a dynamic first input dim.",
 )
-@click.option(
-    "--shape",
-    "shapes",
-    multiple=True,
-    metavar="NAME:1x3x224x224",
-    help="Concrete shape of an input (repeatable); needed for dynamic non-batch dims.",
-)
+@shape_option
 @click.option(
     "--threads",
     type=int,
@@ -100,14 +96,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     show_default=True,
     help="Seed of random inputs and of the bootstrap.",
 )
-@click.option(
-    "--atol",
-    type=TOLERANCE,
-    default=1e-5,
-    show_default=True,
-    help="Agreement tolerance: an element fails if abs diff > atol AND rel > rtol.",
-)
-@click.option("--rtol", type=TOLERANCE, default=1e-5, show_default=True)
+@tolerance_options("of the agreement with the first model")
 @click.option(
     "--fail-below",
     type=POSITIVE,
@@ -123,7 +112,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     help="Write the result as JSON to this file ('-' for stdout).",
 )
 @click.option("-v", "--verbose", count=True, help="More log output on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@quiet_option
 @handle_errors
 def bench(
     models: tuple[str, ...],

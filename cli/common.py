@@ -195,3 +195,41 @@ def progress_callback(enabled: bool = True) -> Iterator[Callable[[str, int, int]
         yield callback
     finally:
         close()
+
+
+# Option groups shared by several commands (one definition, one help text) ----------------------
+
+#: ``-q/--quiet``: logging at WARNING, no progress bars
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+
+#: ``--shape NAME:DIMS`` (repeatable), parsed with :func:`onnxrecede.runtime.parse_shape_specs`
+shape_option = click.option(
+    "--shape",
+    "shapes",
+    multiple=True,
+    metavar="NAME:1x3x224x224",
+    help="Concrete shape of a model input with dynamic dims (repeatable); only dynamic dims "
+    "may differ from the model's.",
+)
+
+
+def json_flag(what: str) -> Callable[[F], F]:
+    """``--json``: print ``what`` as JSON on stdout instead of the table."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON on stdout.")
+
+
+def tolerance_options(against: str) -> Callable[[F], F]:
+    """``--atol``/``--rtol`` (finite, >= 0) with the tolerance rule in their help."""
+
+    def deco(f: F) -> F:
+        f = click.option(
+            "--rtol", type=TOLERANCE, default=1e-5, show_default=True,
+            help="Relative tolerance, times the largest |value| of each output.",
+        )(f)  # fmt: skip
+        return click.option(
+            "--atol", type=TOLERANCE, default=1e-5, show_default=True,
+            help=f"Absolute tolerance {against}: an element fails iff |diff| > atol + rtol * "
+            "max |reference| of its output.",
+        )(f)  # fmt: skip
+
+    return deco

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from onnxrecede_cli.common import echo_json, handle_errors, progress_callback, setup_logging
+from onnxrecede_cli.common import (
+    echo_json,
+    handle_errors,
+    json_flag,
+    progress_callback,
+    quiet_option,
+    setup_logging,
+)
 from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
 
 from onnxrecede.errors import InputError
@@ -21,8 +28,8 @@ from onnxrecede.errors import InputError
 @click.option("--output", "output_name", default=None, metavar="NAME",
               help="The output holding the class scores (default: the first).")
 @image_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@json_flag("the result")
+@quiet_option
 @handle_errors
 def eval_cmd(model: str, data: str, batch_size: int, limit: int | None, output_name: str | None,
              as_json: bool, quiet: bool, **image: Any) -> None:  # fmt: skip

@@ -10,7 +10,9 @@ from onnxrecede_cli.common import (
     echo_json,
     guard_paths,
     handle_errors,
+    json_flag,
     progress_callback,
+    quiet_option,
     setup_logging,
 )
 from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
@@ -73,8 +75,8 @@ from onnxrecede.errors import InputError
     help="activation: samples per ONNX Runtime run (memory holds one batch).",
 )
 @click.option("--limit", type=int, default=None, help="activation: use at most N samples.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@json_flag("a summary")
+@quiet_option
 @handle_errors
 def importances(
     model: str,

@@ -10,12 +10,15 @@ import click
 from onnxrecede_cli.common import (
     FINITE,
     POSITIVE,
-    TOLERANCE,
     echo_json,
     guard_paths,
     handle_errors,
+    json_flag,
     progress_callback,
+    quiet_option,
     setup_logging,
+    shape_option,
+    tolerance_options,
 )
 from onnxrecede_cli.quality_options import pop_quality_options, quality_options
 
@@ -94,34 +97,15 @@ from onnxrecede.errors import InputError
     default=None,
     help="Also write the full report as JSON to this file.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@json_flag("the report")
 @click.option(
     "--verify/--no-verify",
     default=True,
     show_default=True,
     help="Check the result: checker, per-op consistency, ORT run, masked reference.",
 )
-@click.option(
-    "--shape",
-    "shapes",
-    multiple=True,
-    metavar="NAME:1x3x224x224",
-    help="Bind a dynamic input shape for verification (repeatable).",
-)
-@click.option(
-    "--atol",
-    type=TOLERANCE,
-    default=1e-5,
-    show_default=True,
-    help="Absolute tolerance against the masked reference.",
-)
-@click.option(
-    "--rtol",
-    type=TOLERANCE,
-    default=1e-5,
-    show_default=True,
-    help="Relative tolerance against the masked reference.",
-)
+@shape_option
+@tolerance_options("against the masked reference")
 @click.option(
     "--external-data/--no-external-data",
     default=None,
@@ -136,7 +120,7 @@ from onnxrecede.errors import InputError
 @click.option("--fail-below", type=POSITIVE, default=None, metavar="SPEEDUP",
               help="With --bench: exit 5 when the measured CPU speedup is below this.")
 @quality_options
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@quiet_option
 @handle_errors
 def prune(
     model: str,
@@ -272,7 +256,7 @@ def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
     default=None,
     help="Importances file: adds an importance summary to each group.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@json_flag("the groups and barriers")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.png",
               help="Histogram of the importances (global and per group) with the threshold; "
