@@ -16,7 +16,8 @@ For each model (VGG-16, ResNet-56) and method (rni, l1, ucs):
    importances against l1's (Sarle's coefficient, share of channels below 5 % of the maximum).
 
 Settings (``--setting``):
-- ``short`` (default, CPU, about 20-25 minutes on 2 idle cores with ``--jobs 2``): widths VGG
+- ``short`` (default, CPU; estimated 20-25 minutes on 2 idle cores with ``--jobs 2``, measured
+  52 minutes on 2 cores shared with other jobs at load 7-10): widths VGG
   0.25 / ResNet-56 0.5; training epochs VGG 40 / ResNet-56 20 and fine-tune epochs per cut
   VGG 10 / ResNet-56 5 (lr 0.1, /10 at 50 % and 75 %, batch 64, SGD Nesterov, as the authors);
   strengths 10x the authors' (rni VGG lambda 1e-2 with b 0, ResNet 1e-3 with b 0; l1 VGG 1e-3,
