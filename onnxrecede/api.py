@@ -32,8 +32,8 @@ from onnxrecede.model_io import (
     load_model,
 )
 from onnxrecede.repair import CutRepair, RepairOptions
-from onnxrecede.reports import GroupSummary, InspectReport, PruneReport
-from onnxrecede.runtime import check_tolerances
+from onnxrecede.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
+from onnxrecede.runtime import check_shape_specs, check_tolerances
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +236,7 @@ def prune(
     base.validate()
     imp = load_importances(importances)
     m = load_model(model)
+    check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
     analysis = analyze(m, progress)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = _scores(m, imp)
@@ -287,8 +288,11 @@ def prune(
         verification=verification,
         restored_for_minimum=plan.restored,
         unused_keys=unused,
+        nothing_removed=why_nothing_removed(groups, min_channels),
         repair=repairer.report() if repairer is not None else None,
     )
+    if report.nothing_removed:
+        logger.warning("warning: nothing was removed: %s", report.nothing_removed)
     return m, report
 
 

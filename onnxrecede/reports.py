@@ -47,6 +47,8 @@ class PruneReport:
     restored_for_minimum: int = 0
     unused_keys: list[str] = field(default_factory=list)
     output: str | None = None
+    #: why no channel was removed (None when some were)
+    nothing_removed: str | None = None
     repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
 
     @property
@@ -74,8 +76,30 @@ class PruneReport:
             "macs": {"before": self.macs_before, "after": self.macs_after},
             "verification": self.verification,
             "unused_keys": self.unused_keys,
+            "nothing_removed": self.nothing_removed,
             "repair": self.repair,
         }
+
+
+def why_nothing_removed(groups: list[GroupSummary], min_channels: int) -> str | None:
+    """Why a prune removed no channel at all, or None when it removed some."""
+    if any(g.removed for g in groups):
+        return None
+    open_groups = [g for g in groups if g.status in ("pruned", "kept")]
+    if not open_groups:
+        if any(g.status == "blocked" for g in groups):
+            return (
+                "every group the importances score is blocked by a barrier "
+                "(see the blocked groups and their reasons)"
+            )
+        return "no importances key scores a prunable group (see `onnxrecede inspect`)"
+    largest = max(g.size for g in open_groups)
+    if min_channels >= largest:
+        return (
+            f"--min-channels {min_channels} is at least the size of every prunable group "
+            f"(the largest has {largest} channels); lower --min-channels"
+        )
+    return "the policy selects no channel for these importances; raise --ratio or --threshold"
 
 
 @dataclass
@@ -127,6 +151,8 @@ def format_prune(report: PruneReport) -> str:
         f"channels removed: {report.channels_removed}/{report.channels_prunable} prunable  "
         f"groups: {len(report.groups_pruned)} pruned, {len(report.groups_blocked)} blocked"
     )
+    if report.nothing_removed:
+        lines.append(f"nothing was removed: {report.nothing_removed}")
     lines.append(
         f"params: {_human(report.params_before)} -> {_human(report.params_after)} "
         f"(-{_pct(report.params_before, report.params_after).strip()})   "
