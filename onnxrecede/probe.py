@@ -26,13 +26,16 @@ import onnx_ir as ir
 from onnxrecede import runtime
 from onnxrecede.data import Batch, Samples
 from onnxrecede.errors import InputError, RuntimeUnavailableError
-from onnxrecede.model_io import ModelSource, load_model
+from onnxrecede.model_io import (
+    EXTERNAL_DATA_THRESHOLD,
+    ModelSource,
+    initializer_bytes,
+    load_model,
+)
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-#: protobuf cannot serialise more than 2 GiB; larger models go to ORT through a file
-PROTO_LIMIT = 2**31 - 2**24
 
 
 def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
@@ -189,10 +192,7 @@ def probe(
 
 
 def _session(model: ir.Model, threads: int | None) -> Any:
-    nbytes = sum(
-        v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None
-    )
-    if nbytes < PROTO_LIMIT:
+    if initializer_bytes(model) < EXTERNAL_DATA_THRESHOLD:
         payload = ir.serde.serialize_model(model).SerializeToString()
         return _cpu_session(payload, threads)
     with tempfile.TemporaryDirectory(prefix="onnxrecede-probe-") as tmp:

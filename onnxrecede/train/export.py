@@ -41,12 +41,12 @@ from torch import nn
 from onnxrecede._io import atomic_dir
 from onnxrecede.errors import ImportancesError, InputError
 from onnxrecede.importances import KeyIndex, load_importances, resolve_importances, save_importances
+from onnxrecede.model_io import EXTERNAL_DATA_THRESHOLD
 from onnxrecede.train.bounded_bn import swap_to_standard
 
 log = logging.getLogger(__name__)
 
 Exporter = Literal["dynamo", "torchscript"]
-TWO_GB = 2**31
 _PRODUCERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -237,7 +237,7 @@ def export_model(
     m = swap_to_standard(copy.deepcopy(model).cpu().eval())
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     producers = producer_of_bn(m, example)
-    external = sum(p.numel() * p.element_size() for p in m.state_dict().values()) > TWO_GB * 0.9
+    external = sum(p.numel() * p.element_size() for p in m.state_dict().values()) > EXTERNAL_DATA_THRESHOLD
     with atomic_dir(onnx_path) as tmp:
         raw = tmp / "raw.onnx"
         _export_file(m, example, raw, exporter, opset, external)
