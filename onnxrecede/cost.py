@@ -35,13 +35,13 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import onnx
 import onnx_ir as ir
 
-from onnxrecede.engine.registry import rule_for, rules
+from onnxrecede.engine.registry import rule_for
 from onnxrecede.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -252,19 +252,6 @@ def _shape_of(
 
 # Parameters ---------------------------------------------------------------------------------
 
-def _param_table() -> tuple[dict[str, tuple[int, ...]], frozenset[str]]:
-    """Inputs holding parameters per default-domain op type (asked of each op's rule), and the
-    op types whose one-element constants are not parameters."""
-    table, non_scalar = {}, set()
-    for (domain, op), rule in rules().items():
-        if not domain and rule.param_inputs(op):
-            table[op] = rule.param_inputs(op)
-            if not rule.scalar_params(op):
-                non_scalar.add(op)
-    return table, frozenset(non_scalar)
-
-
-_PARAM_INPUTS, _NON_SCALAR_ONLY = _param_table()
 #: One-data-input ops through which a constant is traced back to its source tensor.
 _PASS_THROUGH = frozenset(
     {
@@ -282,21 +269,24 @@ class _ParamCounter:
         self._seen: set[int] = set()
 
     def count(self, node: ir.Node) -> int:
-        rule = rule_for(node)
-        indices = rule.param_inputs(node.op_type) if rule is not None else ()
-        total = 0
-        for i in indices:
-            value = node.inputs[i] if i < len(node.inputs) else None
-            source = _constant_source(value)
-            if source is None:
-                continue
-            key, numel = source
-            if numel <= 1 and rule is not None and not rule.scalar_params(node.op_type):
-                continue
-            if key not in self._seen:
-                self._seen.add(key)
-                total += numel
-        return total
+        return sum(numel for _, numel in parameter_inputs(node, self._seen))
+
+
+def parameter_inputs(node: ir.Node, seen: set[int]) -> Iterator[tuple[int, int]]:
+    """(input index, element count) of each constant parameter tensor of ``node`` (as its rule
+    says) not in ``seen``, which is updated: a tensor shared by several nodes counts once."""
+    rule = rule_for(node)
+    if rule is None:
+        return
+    for i in rule.param_inputs(node.op_type):
+        source = _constant_source(node.inputs[i] if i < len(node.inputs) else None)
+        if source is None:
+            continue
+        key, numel = source
+        if numel <= 1 and not rule.scalar_params(node.op_type) or key in seen:
+            continue
+        seen.add(key)
+        yield i, numel
 
 
 def _constant_source(value: ir.Value | None) -> tuple[int, int] | None:

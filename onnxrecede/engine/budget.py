@@ -136,17 +136,6 @@ def build_cost_model(analysis: Analysis, before: cost_mod.Cost) -> CostModel:
     for node, counted in zip(nodes, before.per_node):
         if counted.macs:
             macs.append(Term(counted.macs, _node_axes(analysis, node)))
-        indices = cost_mod._PARAM_INPUTS.get(node.op_type, ())
-        if node.domain not in ("", "ai.onnx"):
-            continue
-        for i in indices:
-            value = node.inputs[i] if i < len(node.inputs) else None
-            source = cost_mod._constant_source(value)
-            if source is None:
-                continue
-            key, numel = source
-            if numel <= 1 and node.op_type in cost_mod._NON_SCALAR_ONLY or key in seen:
-                continue
-            seen.add(key)
-            params.append(Term(numel, _param_axes(analysis, node, i, value)))
+        for i, numel in cost_mod.parameter_inputs(node, seen):
+            params.append(Term(numel, _param_axes(analysis, node, i, node.inputs[i])))
     return CostModel(macs, params, before.macs, before.params)
