@@ -7,6 +7,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.constants import as_int_list
 from onnxrecede.engine.context import AnalysisContext
+from onnxrecede.engine.spaces import ChannelView
 
 
 def opset(node: ir.Node) -> int:
@@ -16,6 +17,18 @@ def opset(node: ir.Node) -> int:
     imports = node.graph.opset_imports if node.graph is not None else {}
     version = imports.get("", imports.get("ai.onnx"))
     return int(version) if version is not None else 21
+
+
+def tracked_input(ctx: AnalysisContext, node: ir.Node) -> tuple[ChannelView, int] | str | None:
+    """The channel view and rank of ``node``'s first input, or what the rule must return:
+    None when that input carries no tracked channels (nothing to do), the barrier reason when
+    its rank is unknown."""
+    view, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
+    if view is None:
+        return None
+    if rank is None:
+        return "the rank of its input is unknown"
+    return view, rank
 
 
 def normalize_axis(axis: int, rank: int) -> int:

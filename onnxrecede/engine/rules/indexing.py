@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import normalize_axis, opset
+from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
 from onnxrecede.engine.spaces import PAD
 
 
@@ -126,11 +126,10 @@ class SplitRule(Rule):
     behaviour = "channel-axis sub-ranges; sizes are rewritten"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
-        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
-        if xv is None:
-            return None
-        if rank is None:
-            return "the rank of its input is unknown"
+        got = tracked_input(ctx, node)
+        if not isinstance(got, tuple):
+            return got
+        xv, rank = got
         axis = normalize_axis(node.attributes.get_int("axis", 0), rank)
         if axis != xv.axis:
             for out in node.outputs:
@@ -242,11 +241,10 @@ class GatherRule(Rule):
     behaviour = "channel-axis re-indexing with constant indices; indices are rewritten"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
-        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
-        if xv is None:
-            return None
-        if rank is None:
-            return "the rank of its input is unknown"
+        got = tracked_input(ctx, node)
+        if not isinstance(got, tuple):
+            return got
+        xv, rank = got
         axis = normalize_axis(node.attributes.get_int("axis", 0), rank)
         idx = ctx.constant(node.inputs[1])
         idx_rank = ctx.rank(node.inputs[1])

@@ -14,7 +14,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis
+from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, tracked_input
 
 
 @register("Transpose")
@@ -22,11 +22,10 @@ class TransposeRule(Rule):
     behaviour = "pass through; the channel axis moves with the permutation"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
-        xv, rank = ctx.view(node.inputs[0]), ctx.rank(node.inputs[0])
-        if xv is None:
-            return None
-        if rank is None:
-            return "the rank of its input is unknown"
+        got = tracked_input(ctx, node)
+        if not isinstance(got, tuple):
+            return got
+        xv, rank = got
         perm = [int(p) for p in node.attributes.get_ints("perm", list(range(rank))[::-1])]
         ctx.set_view(node.outputs[0], perm.index(xv.axis), xv.labels)
         return None

@@ -18,7 +18,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Dims, Rule, const_dims, register
-from onnxrecede.engine.rules._util import normalize_axis, opset
+from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
 
 
 @register("BatchNormalization", "InstanceNormalization")
@@ -76,12 +76,10 @@ class LayerNormRule(Rule):
         return (1, 2)
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
-        xv = ctx.view(node.inputs[0])
-        rank = ctx.rank(node.inputs[0])
-        if xv is None:
-            return None
-        if rank is None:
-            return "the rank of its input is unknown"
+        got = tracked_input(ctx, node)
+        if not isinstance(got, tuple):
+            return got
+        xv, rank = got
         start = normalize_axis(node.attributes.get_int("axis", -1), rank)
         if xv.axis >= start:
             return "LayerNormalization normalises across the channel axis"
@@ -107,12 +105,10 @@ class AxisNormRule(Rule):
     behaviour = "pass through along another axis; along the channel axis, barrier"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
-        xv = ctx.view(node.inputs[0])
-        rank = ctx.rank(node.inputs[0])
-        if xv is None:
-            return None
-        if rank is None:
-            return "the rank of its input is unknown"
+        got = tracked_input(ctx, node)
+        if not isinstance(got, tuple):
+            return got
+        xv, rank = got
         default = -1 if node.op_type == "LpNormalization" or opset(node) >= 13 else 1
         axis = normalize_axis(node.attributes.get_int("axis", default), rank)
         coerced = node.op_type != "LpNormalization" and opset(node) < 13

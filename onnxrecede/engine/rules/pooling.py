@@ -14,7 +14,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis
+from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, tracked_input
 
 POOL_OPS = (
     "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
@@ -47,12 +47,10 @@ class ReduceRule(Rule):
     behaviour = "pass through when reducing other axes; reducing the channel axis is a barrier"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
-        x = node.inputs[0]
-        xv, rank = ctx.view(x), ctx.rank(x)
-        if xv is None:
-            return None
-        if rank is None:
-            return "the rank of its input is unknown"
+        got = tracked_input(ctx, node)
+        if not isinstance(got, tuple):
+            return got
+        xv, rank = got
         axes, known = ints_from_attr_or_input(ctx, node, "axes", 1)
         if not known:
             return "its axes are computed at run time"
