@@ -71,13 +71,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_dir(path) as tmp:
-        part = tmp / Path(path).name
-        try:
-            part.write_bytes(data)
-        except OSError as e:
-            raise output_error(path, e) from None
-        replace_into(part, Path(path))
+    with Outputs() as outputs:
+        outputs.write(path, lambda staged: staged.write_bytes(data))
+        outputs.commit()
 
 
 def replace_into(src: Path, dst: Path) -> None:
@@ -134,7 +130,8 @@ class Outputs:
         if parent not in self._dirs:
             self._dirs[parent] = self._stack.enter_context(atomic_dir(target))
         staged = self._dirs[parent] / target.name
-        self._pending.append((staged, target))
+        if (staged, target) not in self._pending:
+            self._pending.append((staged, target))
         return staged
 
     def write(self, path: str | os.PathLike[str], writer: Callable[[Path], T]) -> T:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede import streamio
-from onnxrecede._io import atomic_dir, output_error, replace_into, signals_held
+from onnxrecede._io import Outputs
 from onnxrecede.cost import count_cost
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
@@ -25,12 +25,7 @@ from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
 from onnxrecede.importances import Importances, load_importances, resolve_importances
-from onnxrecede.model_io import (
-    EXTERNAL_DATA_THRESHOLD,
-    ModelSource,
-    initializer_bytes,
-    load_model,
-)
+from onnxrecede.model_io import ModelSource, load_model, write_model_files
 from onnxrecede.repair import CutRepair, RepairOptions
 from onnxrecede.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
 from onnxrecede.runtime import check_shape_specs, check_tolerances
@@ -223,12 +218,10 @@ def prune(
             input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
             repair=repair, **dict(speedup_search or {}),
         )  # fmt: skip
-    if ratio == "auto":
-        base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)
-    elif isinstance(ratio, str):
+    if isinstance(ratio, str) and ratio != "auto":
         raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{ratio}'")
-    elif given and given[0].startswith("--target"):
-        base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)
+    if ratio == "auto" or target_macs is not None or target_params is not None:
+        base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)  # chosen below
     else:
         if ratio is None and threshold is None:
             ratio = 0.5
@@ -321,8 +314,9 @@ def prune_file(
     """
     check_tolerances(atol, rtol)
     target = Path(os.fspath(output))
-    with atomic_dir(target) as tmp:
-        staged = tmp / target.name
+    with Outputs() as outputs:
+        outputs.staged(f"{target}.data")  # moved into place only if written
+        staged = outputs.staged(target)
         written: list[Path] = []
 
         def write_and_verify(
@@ -332,39 +326,26 @@ def prune_file(
             a: float,
             r: float,
         ) -> VerifyReport:
-            written.extend(_write_pruned(pruned, staged, external_data, target))
+            written.extend(_write_staged(outputs, target, pruned, external_data))
             _release_weights(pruned, staged)
-            return run_verification(staged, masked, shapes, a, r, scratch=tmp)
+            return run_verification(staged, masked, shapes, a, r, scratch=staged.parent)
 
         pruned, report = prune(
             model, importances, verify=verify, input_shapes=input_shapes, atol=atol, rtol=rtol,
             progress=progress, _finish=write_and_verify, **options,
         )  # fmt: skip
         if not written:  # not verified, or verified in memory (--target-speedup)
-            written.extend(_write_pruned(pruned, staged, external_data, target))
+            _write_staged(outputs, target, pruned, external_data)
         del pruned
-        with signals_held():
-            for path in reversed(written):  # the data file first, the model last
-                replace_into(path, target.parent / path.name)
+        outputs.commit()  # the data file first, the model last
     report.output = os.fspath(target)
     return report
 
 
-def _write_pruned(
-    model: ir.Model, path: Path, external_data: bool | None, target: Path
+def _write_staged(
+    outputs: Outputs, target: Path, model: ir.Model, external_data: bool | None
 ) -> list[Path]:
-    """Write ``model`` to ``path`` (and ``path.data``); the files written, model first."""
-    external = (
-        initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
-        if external_data is None
-        else external_data
-    )
-    data = path.with_name(f"{path.name}.data")
-    try:
-        streamio.write_model(model, path, data.name if external else None)
-    except OSError as e:
-        raise output_error(target, e) from None
-    return [path, data] if external else [path]
+    return outputs.write(target, lambda staged: write_model_files(model, staged, external_data))
 
 
 def _release_weights(model: ir.Model, path: Path) -> None:

@@ -9,7 +9,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxrecede import streamio
-from onnxrecede._io import atomic_dir, output_error, replace_into, signals_held
+from onnxrecede._io import Outputs
 from onnxrecede.errors import InputError
 
 #: protobuf cannot serialise a model over 2 GiB: larger ones are saved with external data
@@ -74,12 +74,13 @@ def initializer_bytes(model: ir.Model) -> int:
     )
 
 
-def save_model(
+def write_model_files(
     model: ir.Model, path: str | os.PathLike[str], external_data: bool | None = None
 ) -> list[Path]:
-    """Save atomically; external data (``PATH.data``) only when asked or when over 2 GB.
+    """Write ``model`` to ``path``, not atomically (callers stage it: :class:`Outputs`).
 
-    Returns the files written.
+    Weights go to ``PATH.data`` when ``external_data`` is True, or (None) when they exceed
+    2 GB. Returns the files written, the model first.
     """
     target = Path(os.fspath(path))
     external = (
@@ -87,17 +88,21 @@ def save_model(
         if external_data is None
         else external_data
     )
-    data_name = f"{target.name}.data"
-    written = [target]
-    with atomic_dir(target) as tmp:
-        tmp_model = tmp / target.name
-        try:
-            streamio.write_model(model, tmp_model, data_name if external else None)
-        except OSError as e:
-            raise output_error(target, e) from None
-        with signals_held():
-            if external:
-                replace_into(tmp / data_name, target.parent / data_name)
-                written.append(target.parent / data_name)
-            replace_into(tmp_model, target)
-    return written
+    data = target.with_name(f"{target.name}.data")
+    streamio.write_model(model, target, data.name if external else None)
+    return [target, data] if external else [target]
+
+
+def save_model(
+    model: ir.Model, path: str | os.PathLike[str], external_data: bool | None = None
+) -> list[Path]:
+    """Save atomically; external data (``PATH.data``) only when asked or when over 2 GB.
+
+    Returns the files written, the model first.
+    """
+    target = Path(os.fspath(path))
+    with Outputs() as outputs:
+        outputs.staged(f"{target}.data")  # moved into place only if written
+        outputs.write(target, lambda staged: write_model_files(model, staged, external_data))
+        done = outputs.commit()
+    return sorted(done, key=lambda p: p.name != target.name)

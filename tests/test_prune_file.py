@@ -76,10 +76,10 @@ def test_a_file_corrupted_after_writing_fails_and_leaves_nothing(
     that maps its large weights)."""
     if mapped:
         monkeypatch.setattr(streamio, "LAZY_MIN_BYTES", 256)
-    write = api._write_pruned
+    write = api.write_model_files
 
-    def write_then_corrupt(m, path, external_data, target):
-        written = write(m, path, external_data, target)
+    def write_then_corrupt(m, path, external_data):
+        written = write(m, path, external_data)
         proto = onnx.load(str(path))
         t = next(t for t in proto.graph.initializer if t.name == "conv2.weight")
         w = numpy_helper.to_array(t).copy()
@@ -88,7 +88,7 @@ def test_a_file_corrupted_after_writing_fails_and_leaves_nothing(
         onnx.save(proto, str(path))
         return written
 
-    monkeypatch.setattr(api, "_write_pruned", write_then_corrupt)
+    monkeypatch.setattr(api, "write_model_files", write_then_corrupt)
     out = tmp_path / "p.onnx"
     out.write_bytes(b"previous output")
     with pytest.raises(VerificationError, match="masked reference"):
