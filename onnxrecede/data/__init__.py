@@ -1,0 +1,1 @@
+"""Sample data for calibration and evaluation: npz, image folders, CIFAR, digits."""

@@ -1,0 +1,1 @@
+"""Repairing a cut without fine-tuning: linear consumers, bias compensation, reconstruction."""

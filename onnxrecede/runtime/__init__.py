@@ -1,0 +1,1 @@
+"""ONNX Runtime: sessions and output comparison, probing intermediate tensors, accuracy."""
