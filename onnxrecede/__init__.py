@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from onnxrecede import _deprecated
 from onnxrecede.errors import (
     AccuracyDropError,
     ImportancesError,
@@ -51,3 +52,6 @@ __all__ += [
     "prune",
     "save_model",
 ]
+
+# Old module paths (before the subpackages) keep working for one release, with a warning.
+_deprecated.install()
