@@ -30,7 +30,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 from onnx_ir import _core
 
-from onnxrecede.io.paths import wire_fields
+from onnxrecede.io.wire import wire_fields
 
 #: tensors smaller than this stay in memory (inline, parsed with the rest of the model)
 LAZY_MIN_BYTES = 1 << 16
