@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from onnxrecede._deprecated import BECAME_PACKAGE, MOVED
+from onnxrecede.compat import BECAME_PACKAGE, MOVED
 
 
 @pytest.mark.parametrize("old", sorted(MOVED))

@@ -13,7 +13,6 @@ Cases:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,10 +22,10 @@ from onnxrecede.engine.context import AnalysisContext, node_label
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.engine.shapes import infer_shapes
 from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom
+from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class Plan:
     restored: int = 0
 
 
-def _class_scores(
+def class_scores(
     analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], aggregate: str
 ) -> dict[int, float]:
     collected: dict[int, list[float]] = {}
@@ -108,7 +108,7 @@ def make_plan(
     keeps an expensive channel to land closer to its target).
     """
     policy.validate()
-    importance = _class_scores(analysis, scores, policy.aggregate)
+    importance = class_scores(analysis, scores, policy.aggregate)
     n_elements = analysis.roots.shape[0]
     removed_roots: set[int] = set()
     candidates: list[tuple[float, int, int, int]] = []  # (importance, group, position, root)

@@ -36,7 +36,6 @@ Keys are node names (an output tensor name where a node has no usable name).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +45,7 @@ import onnx_ir as ir
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.errors import ImportancesError, InputError
 from onnxrecede.importance.file_format import Importances, KeyIndex, channel_count
+from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ CRITERIA = ("l1", "l2", "bn", "activation", "random")
 NORMALIZATIONS = ("mean", "max", "zscore", "rank", "none")
 PRODUCER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

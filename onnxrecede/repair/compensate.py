@@ -30,6 +30,7 @@ import onnx_ir as ir
 from onnxrecede.data.sources import Samples
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.progress import Progress
 from onnxrecede.repair.consumers import (
     LinearConsumer,
     read_bias,
@@ -42,7 +43,6 @@ from onnxrecede.runtime.probe import Probe
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 #: ops that map a per-channel constant to a per-channel constant, and how
 _UNARY: dict[str, Callable[[np.ndarray, ir.Node], np.ndarray]] = {

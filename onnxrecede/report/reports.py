@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from onnxrecede.report.sections import Section
 
 
 @dataclass
@@ -34,7 +37,7 @@ class GroupSummary:
 class PruneReport:
     """Result of :func:`onnxrecede.prune`."""
 
-    policy: dict[str, Any]
+    policy: Mapping[str, Any]  #: a PolicySection (reads as the dict it used to be)
     removed_channels: dict[str, list[int]]
     groups: list[GroupSummary]
     channels_prunable: int
@@ -62,7 +65,7 @@ class PruneReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "output": self.output,
-            "policy": self.policy,
+            "policy": self.policy.to_dict() if isinstance(self.policy, Section) else dict(self.policy),
             "removed_channels": self.removed_channels,
             "channels": {
                 "prunable": self.channels_prunable,
