@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.bench import BenchOptions, compare
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.cost import count_cost
@@ -19,6 +20,7 @@ from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.engine.verify import verify as run_verification
+from onnxrecede.errors import InputError
 from onnxrecede.importance.file_format import load_importances, scores_by_value
 from onnxrecede.io import stream as streamio
 from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
@@ -27,6 +29,7 @@ from onnxrecede.policy.choose import PlanRequest, choose_plan
 from onnxrecede.progress import Progress
 from onnxrecede.repair.steps import CutRepair, RepairOptions
 from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
+from onnxrecede.runtime.accuracy import EvalOptions, compare_accuracy
 from onnxrecede.runtime.session import check_shape_specs, check_tolerances
 
 logger = logging.getLogger(__name__)
@@ -238,6 +241,10 @@ def prune_file(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     progress: Progress | None = None,
+    evaluation: EvalOptions | None = None,
+    bench: BenchOptions | bool | None = None,
+    fail_below: float | None = None,
+    gates: bool = True,
     **options: Any,
 ) -> PruneReport:
     """Prune ``model`` into the file ``output``; ``options`` are :func:`prune`'s policy arguments.
@@ -249,8 +256,20 @@ def prune_file(
     masked reference, written to that folder too), and only then moved to ``output`` (and
     ``output.data``). On :class:`VerificationError`, or any other error, nothing is left at
     ``output`` and the scratch folder is removed. Returns the report (``report.output`` set).
+
+    Measured on the file written, before it is moved into place (as ``prune --bench
+    --eval-data`` does): ``bench`` (True or :class:`~onnxrecede.bench.BenchOptions`) times it
+    against ``model`` on CPU (``report.bench``); ``evaluation``
+    (:class:`~onnxrecede.runtime.accuracy.EvalOptions`) compares the accuracy
+    (``report.accuracy``). With ``gates`` (default), once the output is in place,
+    ``fail_below`` raises :class:`~onnxrecede.bench.SpeedupBelowBarError` (exit 5) and
+    ``evaluation.max_drop`` :class:`AccuracyDropError` (exit 6); ``gates=False`` leaves that to
+    the caller (:meth:`PruneReport.check_gates`).
     """
     check_tolerances(atol, rtol)
+    bench_options = _bench_options(bench, fail_below, input_shapes)
+    if evaluation is not None:
+        evaluation.validate()
     target = Path(os.fspath(output))
     with Outputs() as outputs:
         outputs.staged(f"{target}.data")  # moved into place only if written
@@ -275,9 +294,45 @@ def prune_file(
         if not written:  # not verified, or verified in memory (--target-speedup)
             _write_staged(outputs, target, pruned, external_data)
         del pruned
+        _measure_written(report, model, staged, bench_options, evaluation, progress)
+        report.fail_below = fail_below
         outputs.commit()  # the data file first, the model last
     report.output = os.fspath(target)
+    if gates:
+        report.check_gates()
     return report
+
+
+def _bench_options(
+    bench: BenchOptions | bool | None,
+    fail_below: float | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> BenchOptions | None:
+    if fail_below is not None and not bench:
+        raise InputError("--fail-below needs --bench")
+    if bench is None or bench is False:
+        return None
+    if bench is True:
+        shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
+        return BenchOptions(shapes=shapes)
+    return bench
+
+
+def _measure_written(
+    report: PruneReport,
+    model: ModelSource,
+    written: Path,
+    bench: BenchOptions | None,
+    evaluation: EvalOptions | None,
+    progress: Progress | None,
+) -> None:
+    """``report.bench`` and ``report.accuracy`` of the file written against ``model``."""
+    if bench is not None:
+        if not isinstance(model, (str, os.PathLike)):
+            raise InputError("bench needs the original model as a file path")
+        report.bench = compare(model, written, bench)
+    if evaluation is not None:
+        report.accuracy = compare_accuracy(model, written, evaluation, progress)
 
 
 def _write_staged(

@@ -53,6 +53,12 @@ class PruneReport:
     #: why no channel was removed (None when some were)
     nothing_removed: str | None = None
     repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
+    #: ``prune_file(..., bench=...)``: the pruned file timed against the original (BenchResult)
+    bench: Any = None
+    #: ``prune_file(..., evaluation=...)``: accuracy before and after (AccuracyComparison)
+    accuracy: Any = None
+    #: ``--fail-below``: the speedup gate on ``bench``
+    fail_below: float | None = None
 
     @property
     def groups_pruned(self) -> list[GroupSummary]:
@@ -81,7 +87,21 @@ class PruneReport:
             "unused_keys": self.unused_keys,
             "nothing_removed": self.nothing_removed,
             "repair": self.repair,
-        }
+        } | self._measured()
+
+    def _measured(self) -> dict[str, Any]:
+        found = {"bench": self.bench, "accuracy": self.accuracy}
+        return {k: v.to_dict() for k, v in found.items() if v is not None}
+
+    def check_gates(self) -> None:
+        """The gates, after the pruned model is written: ``--fail-below`` (exit 5) on the
+        measured speedup, then ``--max-accuracy-drop`` (exit 6) on the accuracy drop."""
+        if self.bench is not None and self.fail_below is not None:
+            from onnxrecede.bench.gate import check_speedup
+
+            check_speedup(self.bench, self.fail_below)
+        if self.accuracy is not None:
+            self.accuracy.check()
 
 
 def why_nothing_removed(groups: list[GroupSummary], min_channels: int) -> str | None:
