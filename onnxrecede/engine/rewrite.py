@@ -26,14 +26,11 @@ from onnxrecede.engine.analysis import Analysis, infer_shapes
 from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.registry import rule_for
-from onnxrecede.engine.rules.elementwise import UNARY_OPS
 from onnxrecede.io.stream import ZeroedTensor
 from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-#: ops through which a parameter slice is moved to the constant it is computed from
-_SOURCE_OPS = (frozenset(UNARY_OPS) - {"Dropout"}) | {"Transpose"}
 
 
 def apply_ops(array: np.ndarray, ops: Iterable[EditOp]) -> np.ndarray:
@@ -128,19 +125,15 @@ class _Editor:
         value = edit.node.inputs[edit.input_index]
         while value is not None and self.const.direct(value) is None:
             producer = value.producer()
-            if (
-                producer is None
-                or producer.op_type not in _SOURCE_OPS
-                or len(value.uses()) != 1
-                or producer.inputs[0] is None
-                or self.const.value(producer.inputs[0]) is None
-            ):
+            rule = rule_for(producer) if producer is not None else None
+            source = producer.inputs[0] if producer is not None and producer.inputs else None
+            array = self.const.value(source) if source is not None else None
+            if rule is None or array is None or len(value.uses()) != 1:
                 break
-            ops = edit.ops
-            if producer.op_type == "Transpose":
-                rank = self.const.value(producer.inputs[0]).ndim  # type: ignore[union-attr]
-                perm = list(producer.attributes.get_ints("perm", list(range(rank))[::-1]) or [])
-                ops = tuple((perm[axis], op, idx) for axis, op, idx in ops)
+            assert producer is not None
+            ops = rule.param_source(producer, edit.ops, array.ndim)
+            if ops is None:
+                break
             edit = ParamEdit(producer, 0, ops)
             value = producer.inputs[0]
         return edit

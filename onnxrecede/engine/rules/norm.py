@@ -17,7 +17,16 @@ from collections.abc import Sequence
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Dims, Rule, const_dims, register
+from onnxrecede.engine.registry import (
+    Axes,
+    Dims,
+    Rule,
+    ViewOf,
+    const_dims,
+    labels_of,
+    output_axes,
+    register,
+)
 from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
 
 
@@ -25,6 +34,15 @@ from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
 class PerChannelNormRule(Rule):
     behaviour = "per channel: pass through, slice parameters"
     weight_input = 1
+
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """Scale, shift and statistics: kept channels of the data input."""
+        if index is None:
+            return output_axes(node, view_of)
+        return labels_of(view_of(node.inputs[0]))
 
     def output_channels(self, node: ir.Node) -> int | None:
         w = const_dims(node, 1)
@@ -72,6 +90,9 @@ class PerChannelNormRule(Rule):
 class LayerNormRule(Rule):
     behaviour = "pass through when normalising axes after the channel axis; across it, barrier"
 
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         return (1, 2)
 
@@ -91,6 +112,9 @@ class LayerNormRule(Rule):
 class ChannelMixingNormRule(Rule):
     behaviour = "barrier (mix channels)"
 
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         return (1, 2) if op_type == "GroupNormalization" else ()
 
@@ -103,6 +127,9 @@ class ChannelMixingNormRule(Rule):
 @register("LpNormalization", "Softmax", "LogSoftmax", "Hardmax")
 class AxisNormRule(Rule):
     behaviour = "pass through along another axis; along the channel axis, barrier"
+
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         got = tracked_input(ctx, node)
