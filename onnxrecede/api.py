@@ -89,7 +89,7 @@ def _summary(g: ChannelGroup, plan: Plan | None) -> GroupSummary:
 
 def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str, list[int]]:
     removed: dict[str, list[int]] = {}
-    for node, view in analysis.ctx.channel_outputs.items():
+    for node, view in analysis.channel_outputs.items():
         if node.op_type not in REPORTED_PRODUCERS:
             continue
         gone = np.flatnonzero(~keep_element[view.labels])
@@ -211,7 +211,7 @@ def prune(
 
 
 def _unused_keys(analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]]) -> list[str]:
-    unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
+    unused = [key for value, (key, _) in scores.items() if analysis.view(value) is None]
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
     return unused

@@ -149,3 +149,15 @@ def test_engine_face_keeps_its_submodules_importable() -> None:
     from onnxrecede.engine import registry, rewrite, verify
 
     assert callable(verify.verify) and callable(rewrite.rewrite) and callable(registry.rule_for)
+
+
+def test_only_the_engine_reads_the_analysis_internals() -> None:
+    """Outside engine/ an analysis is read through its public queries, not its context."""
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for name, path in MODULES.items()
+        if not name.startswith("onnxrecede.engine")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "ctx"
+    ]
+    assert found == []

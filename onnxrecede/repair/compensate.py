@@ -138,7 +138,7 @@ def _constant_taps(
 def graph_constants(analysis: Analysis, consumer: LinearConsumer) -> np.ndarray:
     """Per position of the consumer's input channels: its value where it is constant by
     construction (case 2 of the module doc), NaN elsewhere."""
-    ctx = analysis.ctx
+    ctx = analysis
     chain: list[ir.Node] = []
     value: ir.Value | None = consumer.data
     size = len(consumer.kept) + len(consumer.removed)
@@ -158,13 +158,13 @@ def graph_constants(analysis: Analysis, consumer: LinearConsumer) -> np.ndarray:
     out_view = ctx.channel_outputs[node]
     if out_view.labels is None or ctx.view(value) is None:
         return nan
-    per_label = dict(zip(out_view.labels.tolist(), _producer_constants(node, ctx.const)))
+    per_label = dict(zip(out_view.labels.tolist(), _producer_constants(node, ctx.constants)))
     for op in reversed(chain):
         view = ctx.view(op.inputs[0])
         if view is None:
             return nan
         if op.op_type == "BatchNormalization":
-            _through_bn(op, view.labels, per_label, ctx.const)
+            _through_bn(op, view.labels, per_label, ctx.constants)
         else:
             per_label = {
                 k: float(_UNARY[op.op_type](np.asarray(v), op)) for k, v in per_label.items()
@@ -217,13 +217,13 @@ def plan_compensation(
 ) -> Compensation:
     """The bias deltas: from calibration ``means`` when given, else from graph constants."""
     comp = Compensation()
-    const = analysis.ctx.const
+    const = analysis.constants
     for c in consumers:
         if means is not None and c.node in means:
             taps, source = means[c.node], "calibration"
         else:
             values = graph_constants(analysis, c)
-            taps, source = _constant_taps(c, values, analysis.ctx.dims(c.data)), "graph constant"
+            taps, source = _constant_taps(c, values, analysis.dims(c.data)), "graph constant"
         removed = c.removed[~np.isnan(taps[c.removed]).any(axis=1)]
         if not len(removed):
             comp.skipped.append(f"{c.node.op_type} '{c.name}': no removed input is constant")
