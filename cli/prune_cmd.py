@@ -25,6 +25,12 @@ from onnxrecede_cli.quality_options import pop_quality_options, quality_options
 from onnxrecede.errors import InputError
 
 
+def _aggregate_option(help: str) -> Any:
+    """``--aggregate``: prune and inspect declare it once, each with its own help."""
+    return click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
+                        show_default=True, help=help)  # fmt: skip
+
+
 @click.command("prune")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option(
@@ -63,13 +69,7 @@ from onnxrecede.errors import InputError
     show_default=True,
     help="global: one ranking over all groups; local: the same ratio in every group.",
 )
-@click.option(
-    "--aggregate",
-    type=click.Choice(["max", "mean", "sum"]),
-    default="max",
-    show_default=True,
-    help="How a coupled group combines its members' importances.",
-)
+@_aggregate_option("How a coupled group combines its members' importances.")
 @click.option(
     "--min-channels",
     type=int,
@@ -252,8 +252,7 @@ def _parse_ratio(text: str | None) -> float | Literal["auto"] | None:
               help="--plot: draw the threshold of this ratio (default: auto's valley if bimodal).")
 @click.option("--threshold", "plot_threshold", type=FINITE, default=None,
               help="--plot: draw this threshold.")
-@click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
-              show_default=True, help="--plot: how coupled producers' scores combine.")
+@_aggregate_option("--plot: how coupled producers' scores combine.")
 @handle_errors
 def inspect_cmd(
     model: str,
