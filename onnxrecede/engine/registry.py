@@ -16,7 +16,9 @@ needs to know about an op is asked of its rule too, so that supporting a new op 
    the constant it is computed from (rewrite);
 8. ``weight_rows``: its weight as one row per output channel (the weight-norm criteria);
 9. ``cost_axes``: the channel axes whose kept fraction scales its MACs and each parameter
-   (the cost of a plan, :mod:`onnxrecede.engine.budget`).
+   (the cost of a plan, :mod:`onnxrecede.engine.budget`);
+10. ``constant_through``: per-channel constants carried from its input to its output (bias
+    compensation of channels that are constant by construction).
 
 ``analyze`` returns ``None`` when it understood the node, or a reason (a string) when the node
 is a barrier: the caller then blocks every channel group the node touches. It never raises for
@@ -33,6 +35,7 @@ import onnx_ir as ir
 if TYPE_CHECKING:
     import numpy as np
 
+    from onnxrecede.engine.constants import ConstantEvaluator
     from onnxrecede.engine.context import AnalysisContext, EditOp, RewriteContext
     from onnxrecede.engine.spaces import ChannelView
 
@@ -108,6 +111,13 @@ class Rule:
         parameter input ``index``; ``view_of(value)`` is the analysis' channel view. Default:
         MACs follow the output channels, parameters do not shrink."""
         return output_axes(node, view_of) if index is None else ()
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        """Per position of the input's channel axis, a channel's constant value (NaN: not
+        constant) -> the output channel's value; None when the op does not map constants."""
+        return None
 
     def scalar_params(self, op_type: str) -> bool:
         """Whether a one-element constant among :meth:`param_inputs` counts as a parameter."""

@@ -12,9 +12,12 @@ Cases:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.constants import known_dims
+from onnxrecede.engine.constants import ConstantEvaluator, known_dims
 from onnxrecede.engine.context import AnalysisContext, EditOp, RewriteContext
 from onnxrecede.engine.registry import Axes, Rule, ViewOf, output_axes, register
 
@@ -33,6 +36,23 @@ BROADCAST_OPS = (
 )  # fmt: skip
 
 
+def _float(node: ir.Node, name: str, default: float) -> float:
+    attr = node.attributes.get(name)
+    return default if attr is None else float(attr.as_float())
+
+
+#: unary ops whose output of a constant channel is known, and how (bias compensation)
+_CONSTANT_MAPS: dict[str, Callable[[np.ndarray, ir.Node], np.ndarray]] = {
+    "Relu": lambda v, n: np.maximum(v, 0.0),
+    "LeakyRelu": lambda v, n: np.where(v >= 0, v, v * _float(n, "alpha", 0.01)),
+    "Sigmoid": lambda v, n: 1.0 / (1.0 + np.exp(-v)),
+    "Tanh": lambda v, n: np.tanh(v),
+    "HardSigmoid": lambda v, n: np.clip(_float(n, "alpha", 0.2) * v + _float(n, "beta", 0.5), 0, 1),
+    "Identity": lambda v, n: v,
+    "Dropout": lambda v, n: v,
+}
+
+
 @register(*UNARY_OPS)
 class UnaryRule(Rule):
     behaviour = "pass through"
@@ -44,6 +64,12 @@ class UnaryRule(Rule):
         self, node: ir.Node, ops: tuple[EditOp, ...], rank: int
     ) -> tuple[EditOp, ...] | None:
         return None if node.op_type == "Dropout" else ops  # elementwise: the same positions
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        found = _CONSTANT_MAPS.get(node.op_type)
+        return None if found is None else found(values, node)
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])

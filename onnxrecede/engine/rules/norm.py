@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import (
     Axes,
@@ -43,6 +45,18 @@ class PerChannelNormRule(Rule):
         if index is None:
             return output_axes(node, view_of)
         return labels_of(view_of(node.inputs[0]))
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        """BatchNormalization of a constant: (v - mean) / sqrt(var + eps) * scale + bias."""
+        params = [const.value(v) for v in node.inputs[1:5]]
+        if node.op_type != "BatchNormalization" or any(p is None for p in params):
+            return None
+        scale, bias, mean, var = (np.asarray(p, dtype=np.float64) for p in params)  # type: ignore[arg-type]
+        attr = node.attributes.get("epsilon")
+        eps = 1e-5 if attr is None else float(attr.as_float())
+        return (values - mean) / np.sqrt(var + eps) * scale + bias
 
     def output_channels(self, node: ir.Node) -> int | None:
         w = const_dims(node, 1)
