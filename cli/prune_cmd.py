@@ -159,7 +159,7 @@ def prune(
     setup_logging(quiet=quiet)
     from onnxrecede import api
     from onnxrecede._io import Outputs
-    from onnxrecede.paths import model_reads
+    from onnxrecede.paths import CLI_LABELS, prune_file_paths
     from onnxrecede.reports import format_prune
     from onnxrecede.runtime import parse_shape_specs
 
@@ -168,10 +168,10 @@ def prune(
     ratio_value = _parse_ratio(ratio)
     quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
-    guard_paths(
-        [*model_reads(model), ("--importances", importances), *quality.reads],
-        [("-o", output), ("the external data of -o", f"{output}.data"), ("--report", report_path)],
+    reads, writes = prune_file_paths(
+        model, importances, output, quality.repair.calibration, CLI_LABELS
     )
+    guard_paths([*reads, *quality.reads], [*writes, ("--report", report_path)])
     with Outputs() as outputs, progress_callback(not quiet) as progress:
         outputs.staged(f"{output}.data")  # moved into place when prune_file writes it
         staged, report = outputs.write(

@@ -26,6 +26,7 @@ from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
 from onnxrecede.importances import Importances, load_importances, resolve_importances
 from onnxrecede.model_io import ModelSource, load_model, write_model_files
+from onnxrecede.paths import check_paths, prune_file_paths
 from onnxrecede.repair import CutRepair, RepairOptions
 from onnxrecede.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
 from onnxrecede.runtime import check_shape_specs, check_tolerances
@@ -209,6 +210,9 @@ def prune(
     ]  # fmt: skip
     if len(given) > 1:
         raise InputError(f"give only one of {', '.join(given)}")
+    from onnxrecede.speedup_search import search_options
+
+    search = search_options(speedup_search)
     if target_speedup is not None:
         from onnxrecede.speedup_search import prune_to_speedup
 
@@ -216,7 +220,7 @@ def prune(
             model, importances, target_speedup, scope=scope, aggregate=aggregate,
             min_channels=min_channels, round_to=round_to, verify=verify,
             input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
-            repair=repair, **dict(speedup_search or {}),
+            repair=repair, **search,
         )  # fmt: skip
     if isinstance(ratio, str) and ratio != "auto":
         raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{ratio}'")
@@ -227,6 +231,8 @@ def prune(
             ratio = 0.5
         base = Policy(ratio, threshold, scope, aggregate, min_channels, round_to)
     base.validate()
+    if repair is not None:
+        repair.validate()
     imp = load_importances(importances)
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
@@ -311,8 +317,14 @@ def prune_file(
     masked reference, written to that folder too), and only then moved to ``output`` (and
     ``output.data``). On :class:`VerificationError`, or any other error, nothing is left at
     ``output`` and the scratch folder is removed. Returns the report (``report.output`` set).
+
+    Before any work, the command line's output-safety rule (:func:`onnxrecede.paths.check_paths`):
+    :class:`InputError` when ``output`` or ``output.data`` is the model, its external data, the
+    importances or calibration file, or is not a regular file, or its folder is not writable.
     """
     check_tolerances(atol, rtol)
+    repair = options.get("repair")
+    check_paths(*prune_file_paths(model, importances, output, getattr(repair, "calibration", None)))
     target = Path(os.fspath(output))
     with Outputs() as outputs:
         outputs.staged(f"{target}.data")  # moved into place only if written

@@ -234,3 +234,43 @@ def data_reads(source: str | None, role: str) -> list[Role]:
         path = head if colon and tail in ("train", "test") else rest
         return [(role, path)]
     return [(role, source)]
+
+
+@dataclass(frozen=True)
+class PruneLabels:
+    """How errors name the paths of a prune: the API's argument names, or the CLI's flags."""
+
+    output: str = "output"
+    importances: str = "importances"
+    calibration: str = "calibration data"
+
+
+#: the command line's names for :func:`prune_file_paths`
+CLI_LABELS = PruneLabels("-o", "--importances", "--calibration")
+
+
+def prune_file_paths(
+    model: object,
+    importances: object,
+    output: str | os.PathLike[str],
+    calibration: object = None,
+    labels: PruneLabels = PruneLabels(),
+) -> tuple[list[Role], list[Role]]:
+    """The reads and writes of :func:`onnxrecede.api.prune_file`, for :func:`check_paths`.
+
+    Reads: the model file and its external data (when ``model`` is a path), the importances
+    file (when a path), the calibration data (when a source string). Writes: ``output`` and
+    ``output.data``. In-memory models, importances and samples read no file.
+    """
+    reads: list[Role] = []
+    if isinstance(model, (str, os.PathLike)):
+        reads.extend(model_reads(model))
+    if isinstance(importances, (str, os.PathLike)):
+        reads.append((labels.importances, importances))
+    if isinstance(calibration, str):
+        reads.extend(data_reads(calibration, labels.calibration))
+    writes: list[Role] = [
+        (labels.output, output),
+        (f"the external data of {labels.output}", f"{os.fspath(output)}.data"),
+    ]
+    return reads, writes

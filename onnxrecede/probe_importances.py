@@ -82,7 +82,10 @@ def activation_scores(
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean |activation| per channel of every producer, over the calibration samples."""
+    from onnxrecede.checks import whole_number
     from onnxrecede.data import input_specs, open_samples
+
+    whole_number("batch_size", batch_size)
     from onnxrecede.probe import Probe
 
     tensors: dict[str, tuple[str, int]] = {}  # key -> (tensor name, channel axis)

@@ -24,6 +24,7 @@ from typing import Any
 import onnx_ir as ir
 
 from onnxrecede.bench.gate import EXIT_TOO_SLOW
+from onnxrecede.checks import finite_number, whole_number
 from onnxrecede.errors import InputError, OnnxRecedeError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,22 @@ def _measure(
     return speedup, config.latency[0].median, config.latency[1].median
 
 
+#: the keys of ``prune(speedup_search=...)``: :func:`prune_to_speedup`'s search options
+SEARCH_OPTIONS = ("rounds", "seconds", "threads", "batch")
+
+
+def search_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``prune(speedup_search=...)`` as keyword arguments, refusing unknown keys."""
+    given = dict(options or {})
+    unknown = [repr(k) for k in given if k not in SEARCH_OPTIONS]
+    if unknown:
+        raise InputError(
+            f"speedup_search has unknown keys {', '.join(unknown)}; the known keys are "
+            f"{', '.join(SEARCH_OPTIONS)}"
+        )
+    return given
+
+
 def prune_to_speedup(
     model: Any,
     importances: Any,
@@ -83,10 +100,14 @@ def prune_to_speedup(
     from onnxrecede import api
     from onnxrecede.model_io import load_model, save_model
 
+    finite_number("--target-speedup", target)
     if not target > 1.0:
         raise InputError(f"--target-speedup must be above 1 (a speedup), got {target}")
-    if rounds < 1:
-        raise InputError(f"the speedup search needs at least 1 round, got {rounds}")
+    whole_number("speedup_search rounds (--search-rounds)", rounds)
+    finite_number("speedup_search seconds (--search-seconds)", seconds, 0.0, exclusive=True)
+    whole_number("speedup_search batch", batch)
+    if threads is not None:
+        whole_number("speedup_search threads", threads)
     shapes = dict(input_shapes or {})
     options = {"seconds": seconds, "threads": threads, "batch": batch}
     curve: list[dict[str, Any]] = []
