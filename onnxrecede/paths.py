@@ -6,8 +6,11 @@ output, its external-data file, the report, the JSON result, a plot), and calls
 :func:`check_paths`. Two paths are the same file when they resolve to the same real path
 (symlinks, ``..``) or, for files that exist, share device and inode (hard links). A write is
 refused (exit code 2) when it is the same file as a read or another write, when its target
-exists and is not a regular file (a folder, a FIFO, a device), or when its folder cannot be
-written.
+exists and is not a regular file (a folder, a FIFO, a device), when it is a symbolic link whose
+target does not exist (a dangling link: nothing is ever created through it), or when its folder
+cannot be written. A link to an existing file that is not a read is replaced by the output (the
+file it pointed to is left as it was); missing folders of an output are created only when the
+outputs are moved into place, after the work succeeded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.descriptor import Descriptor
 
+from onnxrecede._io import existing_folder
 from onnxrecede.errors import InputError
 
 Role = tuple[str, "str | os.PathLike[str]"]
@@ -81,6 +85,12 @@ def check_paths(reads: Iterable[Role], writes: Iterable[Role]) -> None:
 
 
 def _check_target(w: _File) -> None:
+    if os.path.islink(w.given) and not os.path.exists(w.given):
+        raise InputError(
+            f"{w.label()} is a symbolic link to {os.readlink(w.given)}, which does not exist; "
+            "onnxrecede never writes through a dangling link. Remove the link or choose "
+            "another path"
+        )
     try:
         st = os.stat(w.given)
     except FileNotFoundError:
@@ -93,7 +103,7 @@ def _check_target(w: _File) -> None:
             f"{w.label()} is {kind}, not a regular file; onnxrecede only replaces regular "
             "files. Choose a file path"
         )
-    folder = _nearest_existing(Path(os.path.abspath(w.given)).parent)
+    folder = existing_folder(Path(os.path.abspath(w.given)).parent)
     if not folder.is_dir():
         raise InputError(
             f"cannot write {w.label()}: {folder} is not a folder. Choose a path in a folder"
@@ -107,12 +117,6 @@ def _check_target(w: _File) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
-
-
-def _nearest_existing(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 def _kind(mode: int) -> str:
