@@ -154,3 +154,16 @@ def test_non_utf8_importances_file(work, data):
 def test_importances_mapping_with_bad_vector(work):
     with pytest.raises(ImportancesError, match="must be a non-empty list of numbers"):
         api.prune(work / "conv.onnx", {"importances": json.loads('{"x": "abc"}')})
+
+
+def test_export_refuses_one_file_for_both_outputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    from onnxrecede.train.export import export_model
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    out = tmp_path / "m.onnx"
+    with pytest.raises(InputError, match="importances_path .*m.onnx and onnx_path .* are the same"):
+        export_model(net, out, out, {"1": torch.ones(4)})
+    with pytest.raises(InputError, match="are the same file"):
+        export_model(net, out, tmp_path / "m.onnx.data", {"1": torch.ones(4)})
+    assert list(tmp_path.iterdir()) == []
