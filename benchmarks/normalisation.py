@@ -1,6 +1,6 @@
 """Normalisation of importances before a global cut, over several training seeds.
 
-The README's normalisation table: the policy CNN of ``tests/data/digits_models.py`` (convs
+The README's normalisation table: the policy CNN of ``tests/fixtures/digits_models.py`` (convs
 32/64/128, BN folded by the exporter) trained on scikit-learn's digits with each seed, then a
 global filter-L1 cut of 5% (and 10%) with each ``--normalize``; test accuracy (360 images) and
 the largest share of one conv's channels removed. Reports mean, standard deviation, min and max
@@ -36,8 +36,8 @@ def accuracy(model: Any) -> float:
     """Top-1 on the digits test split (ONNX Runtime, CPU), for a path or an in-memory model."""
     import onnx_ir as ir
 
-    from onnxrecede.digits import load_digits_split
-    from onnxrecede.runtime import cpu_session
+    from onnxrecede.data.digits import load_digits_split
+    from onnxrecede.runtime.session import cpu_session
 
     x, y = load_digits_split("test")
     source = str(model) if isinstance(model, Path) else ir.to_proto(model).SerializeToString()
@@ -50,8 +50,8 @@ def accuracy(model: Any) -> float:
 def cut(path: Path, normalize: str, ratio: float) -> tuple[float, float]:
     """(accuracy, largest share of one producer removed) after a global L1 cut."""
     import onnxrecede
-    from onnxrecede.criteria import compute_importances
-    from onnxrecede.model_io import load_model
+    from onnxrecede.importance.criteria import compute_importances
+    from onnxrecede.io.model_files import load_model
 
     imp = compute_importances(load_model(path), "l1", normalize=normalize)
     model, report = onnxrecede.prune(path, imp, ratio=ratio)
@@ -61,7 +61,7 @@ def cut(path: Path, normalize: str, ratio: float) -> tuple[float, float]:
 
 
 def one_seed(seed: int, folder: Path) -> dict[str, Any]:
-    from tests.data.digits_models import export_policy_cnn, train_policy_cnn
+    from tests.fixtures.digits_models import export_policy_cnn, train_policy_cnn
 
     path = export_policy_cnn(train_policy_cnn(seed), folder / f"cnn-{seed}.onnx")
     row: dict[str, Any] = {"seed": seed, "original": accuracy(path)}

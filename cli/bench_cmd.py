@@ -153,8 +153,8 @@ def bench(
         raise InputError("--inputs fixes the batch by its arrays; drop --batch")
     from onnxrecede.bench import BenchOptions, benchmark
     from onnxrecede.bench.gate import check_speedup
-    from onnxrecede.paths import model_reads
-    from onnxrecede.runtime import parse_shape_specs
+    from onnxrecede.io.paths import model_reads
+    from onnxrecede.runtime.session import parse_shape_specs
 
     reads = [r for m in models for r in model_reads(m)]
     guard_paths([*reads, ("--inputs", inputs)], [("--json", json_out)])
@@ -182,8 +182,8 @@ def bench(
 
 
 def _emit(result: BenchResult, json_out: str | None) -> None:
-    from onnxrecede._io import atomic_write_text
     from onnxrecede.bench import format_comparison
+    from onnxrecede.io.outputs import atomic_write_text
 
     if json_out == "-":
         echo_json(result.to_dict())  # the JSON is the whole of stdout; the table goes to stderr

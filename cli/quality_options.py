@@ -73,8 +73,8 @@ class Quality:
         """Both accuracies, or None without ``--eval-data``."""
         if self.eval_data is None:
             return None
-        from onnxrecede.data import input_specs, open_samples
-        from onnxrecede.evaluate import evaluate
+        from onnxrecede.data.sources import input_specs, open_samples
+        from onnxrecede.runtime.evaluate import evaluate
 
         samples = open_samples(self.eval_data, input_specs(model), image=self.image,
                                limit=self.eval_limit)  # fmt: skip
@@ -119,7 +119,7 @@ class Quality:
 
 def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
     """Remove the cut-quality options from ``prune``'s keyword arguments and check them."""
-    from onnxrecede.repair import RepairOptions
+    from onnxrecede.repair.steps import RepairOptions
 
     image = pop_image_options(kwargs)
     calibration = kwargs.pop("calibration")

@@ -18,11 +18,11 @@ from onnxrecede_cli.common import FINITE, echo_json, guard_paths, handle_errors,
 from onnxrecede.errors import InputError
 
 if TYPE_CHECKING:
-    from onnxrecede.paths import Role
+    from onnxrecede.io.paths import Role
 
 
 def _data_reads(data: str | None) -> list[Role]:
-    from onnxrecede.paths import data_reads
+    from onnxrecede.io.paths import data_reads
 
     return data_reads(data, "--data")
 

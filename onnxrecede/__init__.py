@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from onnxrecede import _deprecated
 from onnxrecede.errors import (
     AccuracyDropError,
     ImportancesError,
@@ -25,21 +26,21 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it, imported when the name is first used
 _LAZY = {
-    "Importances": "onnxrecede.importances",
-    "load_importances": "onnxrecede.importances",
-    "save_importances": "onnxrecede.importances",
+    "Importances": "onnxrecede.importance.file_format",
+    "load_importances": "onnxrecede.importance.file_format",
+    "save_importances": "onnxrecede.importance.file_format",
     "inspect": "onnxrecede.api",
     "prune": "onnxrecede.api",
-    "Cost": "onnxrecede.cost",
-    "count_cost": "onnxrecede.cost",
-    "ImageOptions": "onnxrecede.data",
-    "Samples": "onnxrecede.data",
-    "open_samples": "onnxrecede.data",
-    "load_model": "onnxrecede.model_io",
-    "save_model": "onnxrecede.model_io",
-    "RepairOptions": "onnxrecede.repair",
-    "InspectReport": "onnxrecede.reports",
-    "PruneReport": "onnxrecede.reports",
+    "Cost": "onnxrecede.engine.cost",
+    "count_cost": "onnxrecede.engine.cost",
+    "ImageOptions": "onnxrecede.data.sources",
+    "Samples": "onnxrecede.data.sources",
+    "open_samples": "onnxrecede.data.sources",
+    "load_model": "onnxrecede.io.model_files",
+    "save_model": "onnxrecede.io.model_files",
+    "RepairOptions": "onnxrecede.repair.steps",
+    "InspectReport": "onnxrecede.report.reports",
+    "PruneReport": "onnxrecede.report.reports",
 }
 
 __all__ = [
@@ -83,9 +84,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from onnxrecede.api import inspect, prune
-    from onnxrecede.cost import Cost, count_cost
-    from onnxrecede.data import ImageOptions, Samples, open_samples
-    from onnxrecede.importances import Importances, load_importances, save_importances
-    from onnxrecede.model_io import load_model, save_model
-    from onnxrecede.repair import RepairOptions
-    from onnxrecede.reports import InspectReport, PruneReport
+    from onnxrecede.data.sources import ImageOptions, Samples, open_samples
+    from onnxrecede.engine.cost import Cost, count_cost
+    from onnxrecede.importance.file_format import Importances, load_importances, save_importances
+    from onnxrecede.io.model_files import load_model, save_model
+    from onnxrecede.repair.steps import RepairOptions
+    from onnxrecede.report.reports import InspectReport, PruneReport
+
+# Old module paths (before the subpackages) keep working for one release, with a warning.
+_deprecated.install()

@@ -13,23 +13,23 @@ from typing import Any, Literal
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede import streamio
-from onnxrecede._io import Outputs
-from onnxrecede.cost import count_cost
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.budget import build_cost_model
+from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
-from onnxrecede.importances import Importances, load_importances, resolve_importances
-from onnxrecede.model_io import ModelSource, load_model, write_model_files
-from onnxrecede.paths import check_paths, prune_file_paths
-from onnxrecede.repair import CutRepair, RepairOptions
-from onnxrecede.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
-from onnxrecede.runtime import check_shape_specs, check_tolerances
+from onnxrecede.importance.file_format import Importances, load_importances, resolve_importances
+from onnxrecede.io import stream as streamio
+from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
+from onnxrecede.io.outputs import Outputs
+from onnxrecede.io.paths import check_paths, prune_file_paths
+from onnxrecede.repair.steps import CutRepair, RepairOptions
+from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
+from onnxrecede.runtime.session import check_shape_specs, check_tolerances
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _choose_plan(
     before: Any,
 ) -> tuple[Plan, Policy, dict[str, Any]]:
     """The plan for a fixed policy, ``ratio="auto"``, or a MAC / params target."""
-    from onnxrecede.engine import targets
+    from onnxrecede.policy import targets
 
     if ratio == "auto":
         cut = targets.auto_threshold(
@@ -210,11 +210,11 @@ def prune(
     ]  # fmt: skip
     if len(given) > 1:
         raise InputError(f"give only one of {', '.join(given)}")
-    from onnxrecede.speedup_search import search_options
+    from onnxrecede.policy.speedup import search_options
 
     search = search_options(speedup_search)
     if target_speedup is not None:
-        from onnxrecede.speedup_search import prune_to_speedup
+        from onnxrecede.policy.speedup import prune_to_speedup
 
         return prune_to_speedup(
             model, importances, target_speedup, scope=scope, aggregate=aggregate,
@@ -318,7 +318,7 @@ def prune_file(
     ``output.data``). On :class:`VerificationError`, or any other error, nothing is left at
     ``output`` and the scratch folder is removed. Returns the report (``report.output`` set).
 
-    Before any work, the command line's output-safety rule (:func:`onnxrecede.paths.check_paths`):
+    Before any work, the command line's output-safety rule (:func:`onnxrecede.io.paths.check_paths`):
     :class:`InputError` when ``output`` or ``output.data`` is the model, its external data, the
     importances or calibration file, or is not a regular file, or its folder is not writable.
     """

@@ -19,8 +19,8 @@ import pytest
 
 from onnxrecede import api
 from onnxrecede.errors import ImportancesError, InputError
-from onnxrecede.evaluate import evaluate
-from onnxrecede.repair import RepairOptions
+from onnxrecede.repair.steps import RepairOptions
+from onnxrecede.runtime.evaluate import evaluate
 
 pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]

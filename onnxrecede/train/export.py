@@ -38,10 +38,15 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
-from onnxrecede._io import atomic_dir
 from onnxrecede.errors import ImportancesError, InputError
-from onnxrecede.importances import KeyIndex, load_importances, resolve_importances, save_importances
-from onnxrecede.model_io import EXTERNAL_DATA_THRESHOLD
+from onnxrecede.importance.file_format import (
+    KeyIndex,
+    load_importances,
+    resolve_importances,
+    save_importances,
+)
+from onnxrecede.io.model_files import EXTERNAL_DATA_THRESHOLD
+from onnxrecede.io.outputs import atomic_dir
 from onnxrecede.train.bounded_bn import swap_to_standard
 
 log = logging.getLogger(__name__)
@@ -233,9 +238,9 @@ def export_model(
     """Export ``model`` and ``importances`` (BN module path -> vector); see the module docstring.
 
     The two outputs (and the model's ``.data`` file) must be distinct files
-    (:func:`onnxrecede.paths.check_paths`, as on the command line).
+    (:func:`onnxrecede.io.paths.check_paths`, as on the command line).
     """
-    from onnxrecede.paths import check_paths
+    from onnxrecede.io.paths import check_paths
 
     check_paths([], [
         ("onnx_path", onnx_path), ("the external data of onnx_path", f"{os.fspath(onnx_path)}.data"),
