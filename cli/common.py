@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -102,20 +101,15 @@ class FiniteFloat(click.ParamType):
         self.exclusive = exclusive
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float):
+        from onnxrecede.checks import number_problem
+
+        try:
+            number = value if isinstance(value, float) else float(value)
+        except (TypeError, ValueError):
             number = value
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                self.fail(f"'{value}' is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value} is not a finite number", param, ctx)
-        if self.minimum is not None:
-            low = number <= self.minimum if self.exclusive else number < self.minimum
-            if low:
-                bound = f"greater than {self.minimum:g}" if self.exclusive else f"at least {self.minimum:g}"
-                self.fail(f"{value} is out of range; it must be {bound}", param, ctx)
+        problem = number_problem(number, self.minimum, self.exclusive)
+        if problem is not None:
+            self.fail(problem, param, ctx)
         return number
 
 

@@ -159,17 +159,17 @@ def prune(
     setup_logging(quiet=quiet)
     from onnxrecede import api
     from onnxrecede.io.outputs import Outputs
-    from onnxrecede.io.paths import model_reads
+    from onnxrecede.io.paths import CLI_LABELS, prune_file_paths
     from onnxrecede.report.reports import format_prune
     from onnxrecede.runtime.session import parse_shape_specs
 
     ratio_value = _parse_ratio(ratio)
     quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
-    guard_paths(
-        [*model_reads(model), ("--importances", importances), *quality.reads],
-        [("-o", output), ("the external data of -o", f"{output}.data"), ("--report", report_path)],
+    reads, writes = prune_file_paths(
+        model, importances, output, quality.repair.calibration, CLI_LABELS
     )
+    guard_paths([*reads, *quality.reads], [*writes, ("--report", report_path)])
     with Outputs() as outputs, progress_callback(not quiet) as progress:
         outputs.staged(f"{output}.data")  # moved into place when prune_file writes it
         staged, report = outputs.write(

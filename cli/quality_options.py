@@ -75,9 +75,6 @@ def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
     image = pop_image_options(kwargs)
     calibration = kwargs.pop("calibration")
     limit, batch = kwargs.pop("calibration_limit"), kwargs.pop("calibration_batch")
-    for flag, value in (("--calibration-limit", limit), ("--calibration-batch", batch)):
-        if value < 1:
-            raise InputError(f"{flag} must be at least 1, got {value}")
     repair = RepairOptions(
         compensate=kwargs.pop("compensate"),
         reconstruct=kwargs.pop("reconstruct"),

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from onnxrecede_cli.common import (
@@ -23,7 +23,15 @@ from onnxrecede_cli.common import (
 )
 
 from onnxrecede.errors import InputError
-from onnxrecede.io.paths import Role, data_reads
+
+if TYPE_CHECKING:
+    from onnxrecede.io.paths import Role
+
+
+def _data_reads(data: str | None) -> list[Role]:
+    from onnxrecede.io.paths import data_reads
+
+    return data_reads(data, "--data")
 
 
 def _need_torch() -> None:
@@ -234,7 +242,7 @@ def train(
         out=out_dir,
         **_config_kwargs(kw),
     )
-    _guard_run(out_dir, data_reads(data, "--data"), kw["resume"])
+    _guard_run(out_dir, _data_reads(data), kw["resume"])
     result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
     if main_rank:  # under torchrun, rank 0 exports
         _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
@@ -370,7 +378,7 @@ def finetune(
     _guard_run(
         out_dir,
         [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
-         *data_reads(data, "--data")],
+         *_data_reads(data)],
         kw["resume"],
     )  # fmt: skip
     ckpt = load_checkpoint(checkpoint)

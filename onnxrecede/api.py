@@ -25,6 +25,7 @@ from onnxrecede.importance.file_format import load_importances, scores_by_value
 from onnxrecede.io import stream as streamio
 from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
 from onnxrecede.io.outputs import Outputs
+from onnxrecede.io.paths import check_paths, data_reads, prune_file_paths
 from onnxrecede.policy.choose import PlanRequest, choose_plan
 from onnxrecede.progress import Progress
 from onnxrecede.repair.steps import CutRepair, RepairOptions
@@ -159,6 +160,8 @@ def prune(
                           target_macs, target_params, target_speedup, speedup_search)  # fmt: skip
     check_tolerances(atol, rtol)
     request.base_policy()  # every check before any loading
+    if repair is not None:
+        repair.validate()
     # load
     imp = load_importances(importances)
     m = load_model(model)
@@ -265,8 +268,17 @@ def prune_file(
     ``fail_below`` raises :class:`~onnxrecede.bench.SpeedupBelowBarError` (exit 5) and
     ``evaluation.max_drop`` :class:`AccuracyDropError` (exit 6); ``gates=False`` leaves that to
     the caller (:meth:`PruneReport.check_gates`).
+
+    Before any work, the command line's output-safety rule (:func:`onnxrecede.io.paths.check_paths`):
+    :class:`InputError` when ``output`` or ``output.data`` is the model, its external data, the
+    importances, calibration or evaluation data, or is not a regular file, or its folder is not writable.
     """
     check_tolerances(atol, rtol)
+    repair = options.get("repair")
+    reads, writes = prune_file_paths(model, importances, output, getattr(repair, "calibration", None))
+    if evaluation is not None:
+        reads.extend(data_reads(evaluation.data, "the evaluation data"))
+    check_paths(reads, writes)
     bench_options = _bench_options(bench, fail_below, input_shapes)
     if evaluation is not None:
         evaluation.validate()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.errors import ImportancesError, InputError
 
@@ -56,10 +57,8 @@ class Policy:
             raise InputError(
                 f"aggregate must be one of {', '.join(AGGREGATES)}, got '{self.aggregate}'"
             )
-        if self.min_channels < 1:
-            raise InputError(f"min-channels must be at least 1, got {self.min_channels}")
-        if self.round_to < 1:
-            raise InputError(f"round-to must be at least 1, got {self.round_to}")
+        whole_number("min-channels", self.min_channels)
+        whole_number("round-to", self.round_to)
 
 
 @dataclass

@@ -82,8 +82,11 @@ def activation_scores(
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean |activation| per channel of every producer, over the calibration samples."""
+    from onnxrecede.checks import whole_number
     from onnxrecede.data.sources import input_specs, open_samples
     from onnxrecede.runtime.probe import Probe
+
+    whole_number("batch_size", batch_size)
 
     tensors: dict[str, tuple[str, int]] = {}  # key -> (tensor name, channel axis)
     for p in producers:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.registry import Rule, rule_for
 from onnxrecede.errors import ImportancesError, InputError
@@ -214,6 +215,8 @@ def compute_importances(
         raise InputError("criterion 'activation' needs calibration data: give --calibration DATA")
     if criterion != "activation" and calibration is not None:
         raise InputError(f"--calibration is only used by --criterion activation, not '{criterion}'")
+    if criterion == "random":
+        whole_number("the seed (--seed)", seed, minimum=0)
     const = ConstantEvaluator()
     producers = channel_producers(model, const)
     if not producers:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxrecede.bench.gate import EXIT_TOO_SLOW
+from onnxrecede.checks import finite_number, whole_number
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.budget import CostModel
 from onnxrecede.engine.cost import Cost, count_cost
@@ -49,6 +50,10 @@ class SpeedupUnreachableError(OnnxRecedeError):
     exit_code = EXIT_TOO_SLOW
 
 
+#: the keys of ``prune(speedup_search=...)``
+SEARCH_OPTIONS = ("rounds", "seconds", "threads", "batch")
+
+
 @dataclass(frozen=True)
 class SpeedupOptions:
     """``--target-speedup X`` and how the search times (``speedup_search`` of ``prune``)."""
@@ -61,17 +66,24 @@ class SpeedupOptions:
 
     @classmethod
     def of(cls, target: float, search: Mapping[str, Any] | None) -> SpeedupOptions:
-        known = {"rounds", "seconds", "threads", "batch"}
-        unknown = sorted(set(search or {}) - known)
+        given = dict(search or {})
+        unknown = [repr(k) for k in given if k not in SEARCH_OPTIONS]
         if unknown:
-            raise InputError(f"unknown speedup_search option(s): {', '.join(unknown)}")
-        return cls(target, **dict(search or {}))
+            raise InputError(
+                f"speedup_search has unknown keys {', '.join(unknown)}; the known keys are "
+                f"{', '.join(SEARCH_OPTIONS)}"
+            )
+        return cls(target, **given)
 
     def validate(self) -> None:
+        finite_number("--target-speedup", self.target)
         if not self.target > 1.0:
             raise InputError(f"--target-speedup must be above 1 (a speedup), got {self.target}")
-        if self.rounds < 1:
-            raise InputError(f"the speedup search needs at least 1 round, got {self.rounds}")
+        whole_number("speedup_search rounds (--search-rounds)", self.rounds)
+        finite_number("speedup_search seconds (--search-seconds)", self.seconds, 0.0, exclusive=True)
+        whole_number("speedup_search batch", self.batch)
+        if self.threads is not None:
+            whole_number("speedup_search threads", self.threads)
 
 
 @dataclass(frozen=True)

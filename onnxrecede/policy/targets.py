@@ -126,9 +126,11 @@ def fit_two_gaussians(
 
 def auto_threshold(values: np.ndarray) -> AutoCut:
     """Case 1: the valley between the two modes of ``values``, or InputError if unimodal."""
-    if len(values) < 8 or np.ptp(values) == 0:
+    distinct = len(np.unique(values))
+    if distinct < 8:
         raise InputError(
-            f"--ratio auto needs at least 8 distinct prunable importances, got {len(values)}; "
+            f"--ratio auto needs at least 8 distinct prunable importances, got {distinct} "
+            f"distinct value{'s' if distinct != 1 else ''} among {len(values)} channels; "
             "use --ratio R"
         )
     positive = bool(np.all(values > 0))

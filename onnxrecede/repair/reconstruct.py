@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import number_problem, whole_number
 from onnxrecede.data.sources import Samples
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.errors import InputError
@@ -54,10 +55,9 @@ class ReconstructOptions:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.ridge < 0:
-            raise InputError(f"the ridge term must be >= 0, got {self.ridge}")
-        if self.max_rows < 1:
-            raise InputError(f"the row cap must be positive, got {self.max_rows}")
+        if number_problem(self.ridge, 0.0) is not None:
+            raise InputError(f"the ridge term must be >= 0 (--ridge), got {self.ridge}")
+        whole_number("the row cap (--max-rows)", self.max_rows)
 
 
 @dataclass

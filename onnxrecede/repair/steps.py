@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.verify import VerifyReport
@@ -61,8 +62,9 @@ class RepairOptions:
     def validate(self) -> None:
         if self.reconstruct and self.calibration is None:
             raise InputError("--reconstruct needs calibration data: give --calibration DATA")
-        if self.batch_size < 1:
-            raise InputError(f"the calibration batch size must be positive, got {self.batch_size}")
+        whole_number("--calibration-batch", self.batch_size)
+        if self.limit is not None:
+            whole_number("--calibration-limit", self.limit)
         ReconstructOptions(self.ridge, self.max_rows, self.batch_size).validate()
 
 

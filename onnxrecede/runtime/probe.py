@@ -193,6 +193,9 @@ def probe(
 
 def _session(model: ir.Model, threads: int | None) -> Any:
     if initializer_bytes(model) < EXTERNAL_DATA_THRESHOLD:
+        # a model read with external data references its files by a path relative to the
+        # model's folder, which a serialised payload has lost: carry the weights inline
+        ir.external_data.load_to_model(model)
         payload = ir.serde.serialize_model(model).SerializeToString()
         return _cpu_session(payload, threads)
     with tempfile.TemporaryDirectory(prefix="onnxrecede-probe-") as tmp:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxrecede.checks import shape_dims
 from onnxrecede.errors import InputError, RuntimeUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -119,11 +120,11 @@ def parse_shape_specs(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
             shape = tuple(int(d) for d in dims.lower().split("x")) if sep and name else None
         except ValueError:
             shape = None
-        if not shape or any(d <= 0 for d in shape):
+        if not shape:
             raise InputError(
                 f"bad --shape '{spec}': expected NAME:DIMxDIMx..., e.g. input:1x3x224x224"
             )
-        shapes[name] = shape
+        shapes[name] = shape_dims(name, shape)
     return shapes
 
 
@@ -165,7 +166,8 @@ def check_shape_specs(
 ) -> None:
     """Refuse ``--shape`` bindings that name no input or contradict a static dim, before work."""
     names = [name for name, _ in inputs]
-    for name in shapes or {}:
+    for name, dims in (shapes or {}).items():
+        shape_dims(name, dims)
         if name not in names:
             raise InputError(
                 f"--shape names '{name}', which is not a model input; model inputs: "

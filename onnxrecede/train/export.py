@@ -235,7 +235,17 @@ def export_model(
     input_shape: Sequence[int] = (3, 32, 32),
     producer: Mapping[str, Any] | None = None,
 ) -> ExportResult:
-    """Export ``model`` and ``importances`` (BN module path -> vector); see the module docstring."""
+    """Export ``model`` and ``importances`` (BN module path -> vector); see the module docstring.
+
+    The two outputs (and the model's ``.data`` file) must be distinct files
+    (:func:`onnxrecede.io.paths.check_paths`, as on the command line).
+    """
+    from onnxrecede.io.paths import check_paths
+
+    check_paths([], [
+        ("onnx_path", onnx_path), ("the external data of onnx_path", f"{os.fspath(onnx_path)}.data"),
+        ("importances_path", importances_path),
+    ])  # fmt: skip
     if exporter not in ("dynamo", "torchscript"):
         raise InputError(f"unknown exporter '{exporter}'; use dynamo or torchscript")
     onnx_path, importances_path = Path(onnx_path), Path(importances_path)
