@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from onnxrecede_cli.common import NON_NEGATIVE
 from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
 
 from onnxrecede.errors import InputError
+
+if TYPE_CHECKING:
+    from onnxrecede.paths import Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,10 +66,14 @@ class Quality:
     max_drop: float | None
 
     @property
-    def reads(self) -> list[tuple[str, str | None]]:
-        """Data given as a file or folder, for the output-path guard."""
-        found = [("--calibration", self.repair.calibration), ("--eval-data", self.eval_data)]
-        return [(role, p) for role, p in found if p is not None and os.path.exists(p)]
+    def reads(self) -> list[Role]:
+        """Every file the calibration and evaluation data read, for the output-path guard."""
+        from onnxrecede.paths import data_reads
+
+        return [
+            *data_reads(self.repair.calibration, "--calibration"),
+            *data_reads(self.eval_data, "--eval-data"),
+        ]
 
     def accuracy(self, model: str, pruned: str, progress: Any) -> dict[str, Any] | None:
         """Both accuracies, or None without ``--eval-data``."""

@@ -226,7 +226,7 @@ def train(
         out=out_dir,
         **_config_kwargs(kw),
     )
-    _guard_run(out_dir, data_reads(data, "--data"), kw["resume"])
+    _guard_run(out_dir, data_reads(data, "--data", training=True), kw["resume"])
     result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
     if main_rank:  # under torchrun, rank 0 exports
         _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
@@ -351,8 +351,8 @@ def finetune(
     """
     main_rank = _start(kw["quiet"])
     from onnxrecede.train.checkpoint import load_checkpoint
+    from onnxrecede.train.finetune import checkpoint_data, finetune_config
     from onnxrecede.train.finetune import finetune as run_finetune
-    from onnxrecede.train.finetune import finetune_config
 
     if kw["epochs"] < 0:
         raise InputError(f"--epochs must be >= 0, got {kw['epochs']}")
@@ -361,13 +361,14 @@ def finetune(
             f"--out {out_dir} is the folder of {checkpoint}; fine-tune into a new folder"
         )
     keys = imp_path or str(Path(checkpoint).parent / "imp.json")
+    ckpt = load_checkpoint(checkpoint)
+    source = data or checkpoint_data(ckpt)
     _guard_run(
         out_dir,
         [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
-         *data_reads(data, "--data")],
+         *data_reads(source, "--data", training=True)],
         kw["resume"],
     )  # fmt: skip
-    ckpt = load_checkpoint(checkpoint)
     cfg = finetune_config(
         ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
     )

@@ -5,8 +5,8 @@ Sources (``--data``):
    5000; N // 5 test images), see :mod:`onnxrecede.train.synthetic`; augmented without flips,
    since a flip turns one orientation class into another;
 2. ``cifar10:DIR`` / ``cifar100:DIR``: a local ``cifar-10-batches-py`` / ``cifar-100-python``
-   folder in the python pickle format (never downloaded). The pickles are read by an unpickler
-   that only builds numpy arrays, so a crafted file cannot run code;
+   folder in the python pickle format (never downloaded), read by the opcode parser of
+   :mod:`onnxrecede.cifar_pickle` (no numpy object is reconstructed from the file);
 3. ``folder:DIR``: ImageFolder layout, ``DIR/train/CLASS/*`` and optionally ``DIR/test/CLASS/*``
    (or just ``DIR/CLASS/*``, test split held out); images read with Pillow (png, jpg, ...) or
    as ``.npy`` arrays (HxWxC or CxHxW, uint8), resized to 32x32;
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onnxrecede.data.sources import cifar_arrays
+from onnxrecede.data.sources import cifar_split
 from onnxrecede.errors import InputError
 from onnxrecede.train.synthetic import make_synthetic
 
@@ -76,21 +76,9 @@ class DataBundle:
 def load_cifar(kind: str, root: str | os.PathLike[str]) -> tuple[ImageSet, ImageSet, int]:
     """Train and test sets of a local CIFAR-10 or CIFAR-100 python-format folder."""
     root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"CIFAR folder not found: {root} (onnxrecede never downloads data)")
-    if kind == "cifar10":
-        parts = [cifar_arrays(root / f"data_batch_{i}", "labels") for i in range(1, 6)]
-        xtr = np.concatenate([p[0] for p in parts])
-        ytr = np.concatenate([p[1] for p in parts])
-        xte, yte = cifar_arrays(root / "test_batch", "labels")
-        classes = 10
-    else:
-        xtr, ytr = cifar_arrays(root / "train", "fine_labels")
-        xte, yte = cifar_arrays(root / "test", "fine_labels")
-        classes = 100
-    bad = int(((ytr < 0) | (ytr >= classes)).sum() + ((yte < 0) | (yte >= classes)).sum())
-    if bad:
-        raise InputError(f"{root}: {bad} label(s) outside 0..{classes - 1}")
+    xtr, ytr = cifar_split(kind, root, "train")
+    xte, yte = cifar_split(kind, root, "test")
+    classes = 10 if kind == "cifar10" else 100
     return _as_set(xtr, ytr), _as_set(xte, yte), classes
 
 
