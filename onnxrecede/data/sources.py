@@ -22,6 +22,7 @@ N samples (seed 0, kept in source order), so a calibration set covers every clas
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,8 +84,18 @@ class ImageOptions:
             self.resize is not None and self.resize <= 0
         ):
             raise InputError("image size and resize must be positive")
-        if any(s == 0 for s in self.std):
-            raise InputError("image std must not contain 0")
+        for what, values in (("mean", self.mean), ("std", self.std), ("scale", (self.scale,))):
+            if not values or not all(math.isfinite(v) for v in values):
+                raise InputError(f"image {what} must be finite numbers, got {_floats(values)}")
+        if any(s <= 0 for s in (*self.std, self.scale)):
+            raise InputError(
+                f"image std and scale must be greater than 0, got std {_floats(self.std)}, "
+                f"scale {self.scale:g}"
+            )
+
+
+def _floats(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 @dataclass
@@ -131,7 +142,23 @@ class Samples:
         if batch_size <= 0:
             raise InputError(f"batch size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
-            yield self._read(self._index[start : start + batch_size])
+            idx = self._index[start : start + batch_size]
+            batch = self._read(idx)
+            self._check_finite(batch, idx)
+            yield batch
+
+    def _check_finite(self, batch: Batch, idx: np.ndarray) -> None:
+        """Refuse NaN or infinity: it would pass through every statistic unnoticed."""
+        for name, x in batch.feeds.items():
+            if x.dtype.kind != "f" or not len(x):
+                continue
+            bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if bad.any():
+                sample = int(idx[int(np.argmax(bad))])
+                raise InputError(
+                    f"{self.description}: sample {sample} (input '{name}') holds NaN or "
+                    "infinity; fix the data (or --mean/--std, which must keep values finite)"
+                )
 
 
 def _subset(count: int, limit: int | None) -> np.ndarray:
@@ -215,11 +242,9 @@ def _single_input(names: list[str], what: str) -> str:
 def _open_npz(
     path: Path, names: list[str], specs: dict[str, TensorSpec] | None, limit: int | None
 ) -> Samples:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            stored = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read it as a .npz file of arrays: {e}") from None
+    from onnxrecede.npy_files import load_npz
+
+    stored = load_npz(path)
     label_key = next((k for k in ("y", "labels") if k in stored and k not in names), None)
     arrays = _npz_inputs(path, stored, names, label_key)
     counts = {k: len(a) if a.ndim else 0 for k, a in arrays.items()}
@@ -378,19 +403,30 @@ def _fit_image(img: Any, plan: _ImagePlan) -> np.ndarray:
 def _read_image_file(path: Path, plan: _ImagePlan) -> np.ndarray:
     Image = _pil()
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
-            arr = arr.transpose(1, 2, 0)
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-            raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
-        return _fit_image(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), plan)
+        return _fit_image(Image.fromarray(read_npy_image(path)), plan)
     try:
         with Image.open(path) as img:
             return _fit_image(img, plan)
-    except OSError as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: {e}") from None
+
+
+def read_npy_image(path: Path) -> np.ndarray:
+    """A ``.npy`` image (H x W, H x W x C or C x H x W; C 1 or 3) as H x W[x 3] uint8.
+
+    Float and integer values are clipped to 0..255; NaN or infinity is refused."""
+    from onnxrecede.npy_files import load_npy
+
+    arr = load_npy(path)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3) or 0 in arr.shape:
+        raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"{path}: the image array holds NaN or infinity")
+    return np.clip(arr, 0, 255).astype(np.uint8)
 
 
 def _open_folder(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onnxrecede.data.sources import cifar_split
+from onnxrecede.data.sources import cifar_split, read_npy_image
 from onnxrecede.errors import InputError
 from onnxrecede.train.synthetic import make_synthetic
 
@@ -88,15 +88,9 @@ def _as_set(x: np.ndarray, y: np.ndarray) -> ImageSet:
 
 def _read_image(path: Path, size: int) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        arr = read_npy_image(path)
         if arr.ndim == 2:
             arr = np.repeat(arr[:, :, None], 3, axis=2)
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
-            arr = arr.transpose(1, 2, 0)
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-            raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
-        if arr.shape[2] == 1:
-            arr = np.repeat(arr, 3, axis=2)
         t = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32))).permute(2, 0, 1)
         if t.shape[1:] != (size, size):
             t = F.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False)[0]
@@ -111,7 +105,7 @@ def _read_image(path: Path, size: int) -> np.ndarray:
         with Image.open(path) as im:
             rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
-    except OSError as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: {e}") from None
 
 
