@@ -53,6 +53,13 @@ class PickleRefused(ValueError):
     """The file is not a pickle of plain values and integer arrays (see the module cases)."""
 
 
+def _ascii(value: Any) -> str:
+    """A short name given as str (Python 3) or bytes (a Python 2 str); '?' for anything else."""
+    if isinstance(value, bytes) and len(value) < 16:
+        return value.decode("latin1")
+    return value if isinstance(value, str) and len(value) < 16 else "?"
+
+
 @dataclass(frozen=True)
 class _Global:
     module: str
@@ -74,12 +81,11 @@ class _DType:
             not isinstance(state, tuple)
             or len(state) != 8
             or state[0] != 3
-            or not isinstance(state[1], str)
-            or state[1] not in _BYTE_ORDERS
+            or _ascii(state[1]) not in _BYTE_ORDERS
             or state[2:] != default
         ):
             raise PickleRefused(f"dtype '{self.name}' has a state other than a plain integer's")
-        self.order = state[1]
+        self.order = _ascii(state[1])
 
     def numpy(self) -> np.dtype:
         if self.order is None:
@@ -151,12 +157,12 @@ def _reduce(func: Any, args: Any) -> Any:
         except UnicodeEncodeError:
             raise PickleRefused("a latin1 string holds a character above 255") from None
     if key == ("numpy", "dtype"):
-        name = args[0] if args and isinstance(args[0], str) else "?"
+        name = _ascii(args[0]) if args else "?"
         if len(args) != 3 or name not in INTEGER_DTYPES or args[1:] != (0, 1):
             raise PickleRefused(
                 f"dtype '{name}' is refused: only the integer types {sorted(INTEGER_DTYPES)}"
             )
-        return _DType(args[0])
+        return _DType(name)
     if key in _RECONSTRUCT:
         ok = len(args) == 3 and args[0] == _Global("numpy", "ndarray") and args[1] == (0,)
         if not ok or not isinstance(args[2], (bytes, str)):
