@@ -9,8 +9,8 @@ bytes as a pointer). So this module interprets the pickle opcodes itself and nev
 constructor that the file names:
 
 1. Plain values are built as Python ``dict``, ``list``, ``tuple``, ``str``, ``bytes``, ``int``,
-   ``bool`` and ``None``. Every other opcode (floats, sets, persistent ids, extensions, object
-   instantiation) is refused.
+   ``float``, ``bool`` and ``None`` (the caller checks which it wants where). Every other
+   opcode (sets, persistent ids, extensions, object instantiation) is refused.
 2. Only these globals may be named, and each is a token, never imported:
    ``numpy[._]core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype`` (the arrays of
    protocols 0-4), ``numpy[._]core.numeric._frombuffer`` (protocol 5) and ``_codecs.encode``
@@ -408,6 +408,7 @@ _OPS: dict[int, Callable[[_Machine], None]] = {
     0x49: _push(_text_int),  # INT (protocol 0)
     0x8A: _push(lambda m: _long(m.take(m.unpack("<B")))),  # LONG1
     0x8B: _push(lambda m: _long(m.take(m.unpack("<i")))),  # LONG4
+    0x47: _push(lambda m: struct.unpack(">d", m.take(8))[0]),  # BINFLOAT
     0x4E: _push(lambda m: None),  # NONE
     0x88: _push(lambda m: True),  # NEWTRUE
     0x89: _push(lambda m: False),  # NEWFALSE
