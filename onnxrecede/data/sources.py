@@ -337,7 +337,8 @@ class _ImagePlan:
         for what, v in (("mean", mean), ("std", std)):
             if v.size not in (1, self.channels):
                 raise InputError(f"image {what} has {v.size} values for {self.channels} channels")
-        x = (x - mean) / std
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            x = (x - mean) / std  # a tiny std overflows: the batch check names the sample
         if self.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x, dtype=self.dtype)
@@ -611,7 +612,8 @@ def _open_digits(
         x = _check_array(f"digits:{split}", name, x, specs[name])
     mean = np.asarray(image.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(image.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    x = ((x - mean) / std).astype(x.dtype)  # [0, 1] images: only mean and std apply
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        x = ((x - mean) / std).astype(x.dtype)  # [0, 1] images: only mean and std apply
 
     def read(idx: np.ndarray) -> Batch:
         return Batch({name: np.ascontiguousarray(x[idx])}, y[idx])

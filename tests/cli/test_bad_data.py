@@ -5,6 +5,7 @@ output guard against every kind of data source for every command that reads data
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
+from onnxrecede.data_files import source_files
 from tests.cli.test_bad_inputs import (
     SAMPLE,
     SAMPLE_IMP,
@@ -139,3 +141,93 @@ def test_bad_data(data_work: Path, case: Case) -> None:
 def test_bad_training_data(data_work: Path, case: Case) -> None:
     pytest.importorskip("torch")
     _check(data_work, case)
+
+
+# ----------------------------------------------------------------------------- the read set
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> Path:
+    """One source of each kind, and a symlink to the digits file scikit-learn ships."""
+    shutil.copy(SAMPLE, tmp_path / "m.onnx")
+    shutil.copy(SAMPLE_IMP, tmp_path / "imp.json")
+    x = np.random.default_rng(1).random((4, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x, y=np.arange(4))
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        (tmp_path / "imgs" / cls / "0.npy").write_bytes(_npy(np.zeros((32, 32, 3), np.uint8)))
+    (tmp_path / "outside.npy").write_bytes(_npy(np.ones((32, 32, 3), np.uint8)))
+    os.symlink(tmp_path / "outside.npy", tmp_path / "imgs" / "a" / "1.npy")
+    for i in range(1, 6):
+        write_cifar_batch(tmp_path / "c10" / f"data_batch_{i}", cifar_dict(4, seed=i))
+    write_cifar_batch(tmp_path / "c10" / "test_batch", cifar_dict(4))
+    for split in ("train", "test"):
+        write_cifar_batch(tmp_path / "c100" / split, cifar_dict(4, key="fine_labels"))
+    digits = source_files("digits:test")
+    if digits:
+        os.symlink(digits[0], tmp_path / "digits_link")
+    (tmp_path / "run").mkdir()
+    return tmp_path
+
+
+#: (data source, a path that source reads)
+READS = [
+    ("calib.npz", "calib.npz"),
+    ("imgs", "imgs/a/new.onnx"),
+    ("folder:imgs", "imgs/b/0.npy"),
+    ("imgs", "outside.npy"),  # the target of a symlink inside the folder
+    ("cifar10:c10", "c10/test_batch"),
+    ("cifar10:c10:train", "c10/data_batch_3"),
+    ("cifar100:c100", "c100/test"),
+    ("digits:test", "digits_link"),
+]
+COMMANDS = {
+    "prune-calibration": lambda src, out: ("prune", "m.onnx", "-i", "imp.json", "-o", out,
+                                           "--reconstruct", "--calibration", src),
+    "prune-eval-data": lambda src, out: ("prune", "m.onnx", "-i", "imp.json", "-o", "x.onnx",
+                                         "--report", out, "--eval-data", src),
+    "importances": lambda src, out: ("importances", "m.onnx", "-o", out, "-c", "activation",
+                                     "--calibration", src),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(("source", "target"), READS, ids=[f"{s}->{t}" for s, t in READS])
+def test_no_output_touches_a_data_file(sources: Path, command: str, source: str, target: str):
+    if target == "digits_link" and not (sources / target).exists():
+        pytest.skip("scikit-learn is not installed")
+    _check(sources, Case("", COMMANDS[command](source, target), 2, "that onnxrecede reads"
+                         if "new.onnx" not in target else "is inside the"))  # fmt: skip
+
+
+TRAIN_READS = [("folder:imgs", "imgs/b/0.npy"), ("cifar10:c10", "c10/test_batch"),
+               ("cifar10:c10", "c10/data_batch_5"), ("cifar100:c100", "c100/train"),
+               ("digits", "digits_link")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "target"), TRAIN_READS, ids=[s for s, _ in TRAIN_READS])
+def test_no_training_output_touches_a_data_file(sources: Path, source: str, target: str):
+    """``train --out RUN`` writes RUN/best.pt: here a symlink to a file the data source reads."""
+    pytest.importorskip("torch")
+    if target == "digits_link" and not (sources / target).exists():
+        pytest.skip("scikit-learn is not installed")
+    os.symlink(os.path.realpath(sources / target), sources / "run" / "best.pt")
+    _check(sources, Case("", ("train", "--data", source, "--out", "run", "--epochs", "1"), 2,
+                         "that onnxrecede reads"))  # fmt: skip
+
+
+def test_source_files_name_exactly_what_is_read(sources: Path, monkeypatch) -> None:
+    monkeypatch.chdir(sources)
+    assert source_files("synthetic:100", training=True) == []
+    assert source_files("synthetic", training=True) == []
+    assert source_files("calib.npz") == [Path("calib.npz")]
+    assert source_files("cifar10:c10") == [Path("c10/test_batch")]
+    assert source_files("cifar10:c10", training=True) == [
+        *(Path(f"c10/data_batch_{i}") for i in range(1, 6)),
+        Path("c10/test_batch"),
+    ]
+    assert source_files("cifar100:c100:train") == [Path("c100/train")]
+    assert source_files("imgs") == [Path("imgs"), Path("imgs/a/1.npy")]
+    if (sources / "digits_link").exists():
+        assert source_files("digits:val") == source_files("digits", training=True)
+        assert source_files("digits:val")[0].name == "digits.csv.gz"
