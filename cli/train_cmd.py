@@ -226,7 +226,7 @@ def train(
         out=out_dir,
         **_config_kwargs(kw),
     )
-    _guard_run(out_dir, data_reads(data, "--data", training=True), kw["resume"])
+    _guard_run(out_dir, data_reads(data, "--data", training=True), kw)
     result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
     if main_rank:  # under torchrun, rank 0 exports
         _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
@@ -236,8 +236,13 @@ def train(
 RUN_FILES = ("best.pt", "last.pt", "log.json", "model.onnx", "imp.json", "importances.png")
 
 
-def _guard_run(out_dir: str, reads: list[Role], resume: bool) -> None:
-    """The output-safety check for a run folder (``--resume`` reads and rewrites last.pt)."""
+def _guard_run(out_dir: str, reads: list[Role], kw: dict[str, Any]) -> None:
+    """Before any work: the output-safety check for a run folder (``--resume`` reads and
+    rewrites last.pt), and the export options (an --opset the exporter cannot write)."""
+    from onnxrecede.train.export import check_opset
+
+    check_opset(kw["exporter"], kw["opset"])
+    resume = kw["resume"]
     out = Path(out_dir)
     writes = [(f"--out {out_dir}:", str(out / name)) for name in RUN_FILES]
     if resume:
@@ -367,7 +372,7 @@ def finetune(
         out_dir,
         [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
          *data_reads(source, "--data", training=True)],
-        kw["resume"],
+        kw,
     )  # fmt: skip
     cfg = finetune_config(
         ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
