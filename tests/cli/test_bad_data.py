@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -102,6 +103,10 @@ DATA_CASES = [
                               "input:100000000x3x32x32"), 2, "would take 3.4 TiB, more than"),
     Case("shape-huge-bench", ("bench", "dyn.onnx", "--shape", "input:100000000x3x32x32"), 2,
          "random inputs of shape input:100000000x3x32x32 would take"),
+    Case("bench-inputs-huge-header", ("bench", "m.onnx", "--inputs", "huge.npz"), 2,
+         "huge.npz: member 'x.npy': the header claims"),
+    Case("bench-inputs-not-npy", ("bench", "m.onnx", "--inputs", "member.npz"), 2,
+         "member 'notes.txt' is not a .npy array"),
     Case("cifar-float-labels", (*E, "cifar10:c_float"), 2, "item 0 is a float"),
     Case("cifar-short-labels", (*R, "cifar10:c_short"), 2, "4 images but 3 'labels'"),
     Case("cifar-label-range", (*A, "cifar10:c_range"), 2, "label 12 of sample 3 is outside 0..9"),
@@ -231,3 +236,62 @@ def test_source_files_name_exactly_what_is_read(sources: Path, monkeypatch) -> N
     if (sources / "digits_link").exists():
         assert source_files("digits:val") == source_files("digits", training=True)
         assert source_files("digits:val")[0].name == "digits.csv.gz"
+
+
+# ----------------------------------------------------------------------------- the Python API
+
+API_CASES = [
+    ("member.npz", "member 'notes.txt' is not a .npy array"),
+    ("truncated.npz", "cannot read it as a .npz file"),
+    ("huge.npz", "the header claims shape (10000000000000, 3, 32, 32)"),
+    ("object.npz", "holds object values"),
+    ("nan.npz", "nan.npz: sample 3 (input 'input') holds NaN"),
+    ("cifar10:c_float", "item 0 is a float"),
+    ("cifar10:c_short", "4 images but 3 'labels'"),
+    ("i_bomb", "exceeds limit"),
+    ("folder:i_object", "holds object values"),
+    ("i_corrupt", "the header claims"),
+    ("i_png", "is not a readable .npy array"),
+    ("i_nan", "the image array holds NaN or infinity"),
+]
+
+
+@pytest.mark.parametrize(("source", "message"), API_CASES, ids=[s for s, _ in API_CASES])
+def test_evaluate_raises_input_errors(data_work: Path, monkeypatch, source: str, message: str):
+    from onnxrecede.errors import InputError
+    from onnxrecede.evaluate import evaluate
+
+    monkeypatch.chdir(data_work)
+    with pytest.raises(InputError) as info:
+        evaluate("m.onnx", source)
+    assert message in str(info.value)
+
+
+def test_api_options_and_shapes_raise_input_errors(data_work: Path, monkeypatch) -> None:
+    from onnxrecede.api import prune_file
+    from onnxrecede.data import ImageOptions
+    from onnxrecede.errors import InputError
+    from onnxrecede.evaluate import evaluate
+
+    monkeypatch.chdir(data_work)
+    for bad in (ImageOptions(std=(float("nan"),)), ImageOptions(mean=(float("inf"),)),
+                ImageOptions(std=(0.0,)), ImageOptions(scale=float("nan"))):  # fmt: skip
+        with pytest.raises(InputError, match="image (std|mean|scale)"):
+            evaluate("m.onnx", "cifar10:c_ok", image=bad)
+    with pytest.raises(InputError, match="random inputs of shape input:100000000x3x32x32 would"):
+        prune_file("dyn.onnx", "imp.json", "out.onnx", input_shapes={"input": (10**8, 3, 32, 32)})
+    assert not (data_work / "out.onnx").exists()
+
+
+def test_training_loader_raises_input_errors(data_work: Path, monkeypatch) -> None:
+    pytest.importorskip("torch")
+    from onnxrecede.errors import InputError
+    from onnxrecede.train.data import load_data
+
+    monkeypatch.chdir(data_work)
+    for source, message in (("cifar10:c_float", "item 0 is a float"),
+                            ("cifar10:c_range", "label 12 of sample 3 is outside 0..9"),
+                            ("folder:i_corrupt", "the header claims"),
+                            ("folder:i_bomb", "exceeds limit")):  # fmt: skip
+        with pytest.raises(InputError, match=re.escape(message)):
+            load_data(source)
