@@ -14,7 +14,7 @@ from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_opti
 from onnxrecede.errors import InputError
 
 if TYPE_CHECKING:
-    from onnxrecede.paths import Role
+    from onnxrecede.io.paths import Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,7 +68,7 @@ class Quality:
     @property
     def reads(self) -> list[Role]:
         """Every file the calibration and evaluation data read, for the output-path guard."""
-        from onnxrecede.paths import data_reads
+        from onnxrecede.io.paths import data_reads
 
         return [
             *data_reads(self.repair.calibration, "--calibration"),

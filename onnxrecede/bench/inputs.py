@@ -67,7 +67,7 @@ def seeded_feeds(
 
 def load_npz_feeds(path: str | os.PathLike[str], session: Any) -> dict[str, np.ndarray]:
     """Arrays from ``path`` by input name, checked against the model's inputs."""
-    from onnxrecede.npy_files import load_npz
+    from onnxrecede.data.npy_files import load_npz
 
     arrays = load_npz(path)  # every size checked before allocating
     inputs = {i.name: i for i in session.get_inputs()}

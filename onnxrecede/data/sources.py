@@ -242,7 +242,7 @@ def _single_input(names: list[str], what: str) -> str:
 def _open_npz(
     path: Path, names: list[str], specs: dict[str, TensorSpec] | None, limit: int | None
 ) -> Samples:
-    from onnxrecede.npy_files import load_npz
+    from onnxrecede.data.npy_files import load_npz
 
     stored = load_npz(path)
     label_key = next((k for k in ("y", "labels") if k in stored and k not in names), None)
@@ -416,7 +416,7 @@ def read_npy_image(path: Path) -> np.ndarray:
     """A ``.npy`` image (H x W, H x W x C or C x H x W; C 1 or 3) as H x W[x 3] uint8.
 
     Float and integer values are clipped to 0..255; NaN or infinity is refused."""
-    from onnxrecede.npy_files import load_npy
+    from onnxrecede.data.npy_files import load_npy
 
     arr = load_npy(path)
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
@@ -476,8 +476,8 @@ def _open_folder(
 
 def read_cifar_pickle(path: Path) -> dict[str, Any]:
     """One CIFAR python-format pickle as a dict with str keys, read without unpickling it
-    (:mod:`onnxrecede.cifar_pickle`: no numpy object is ever reconstructed)."""
-    from onnxrecede.cifar_pickle import PickleRefused, load_batch
+    (:mod:`onnxrecede.data.cifar_pickle`: no numpy object is ever reconstructed)."""
+    from onnxrecede.data.cifar_pickle import PickleRefused, load_batch
 
     if not path.is_file():
         raise InputError(f"CIFAR file not found: {path}")

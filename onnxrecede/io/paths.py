@@ -186,9 +186,9 @@ def model_reads(model_path: str | os.PathLike[str]) -> Sequence[Role]:
 
 def data_reads(source: str | None, role: str, *, training: bool = False) -> list[Role]:
     """Every file (and image folder) a data source reads, as reads for :func:`check_paths`
-    (:func:`onnxrecede.data_files.source_files`; ``training``: the trainer's ``--data``)."""
+    (:func:`onnxrecede.data.files.source_files`; ``training``: the trainer's ``--data``)."""
     if source is None:
         return []
-    from onnxrecede.data_files import source_files
+    from onnxrecede.data.files import source_files
 
     return [(role, p) for p in source_files(source, training=training)]

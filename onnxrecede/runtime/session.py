@@ -208,7 +208,7 @@ def random_inputs(
 def _check_feed_memory(wanted: Sequence[tuple[str, tuple[int, ...], np.dtype]]) -> None:
     """Refuse random feeds larger than the free memory, before drawing them: each is drawn as
     float64 or int64 (8 bytes an element) and then cast."""
-    from onnxrecede.memory import check_allocation
+    from onnxrecede.runtime.memory import check_allocation
 
     total = 0
     for _, shape, dtype in wanted:

@@ -57,7 +57,7 @@ def check_arch(arch: Any, source: str = "the checkpoint") -> None:
     2. a model whose parameters would not fit in the available memory (counted on torch's
        ``meta`` device, which allocates nothing).
     """
-    from onnxrecede.memory import check_allocation
+    from onnxrecede.runtime.memory import check_allocation
     from onnxrecede.train.models import MODELS
 
     fix = "it is damaged or was not written by `onnxrecede train`"

@@ -6,7 +6,7 @@ Sources (``--data``):
    since a flip turns one orientation class into another;
 2. ``cifar10:DIR`` / ``cifar100:DIR``: a local ``cifar-10-batches-py`` / ``cifar-100-python``
    folder in the python pickle format (never downloaded), read by the opcode parser of
-   :mod:`onnxrecede.cifar_pickle` (no numpy object is reconstructed from the file);
+   :mod:`onnxrecede.data.cifar_pickle` (no numpy object is reconstructed from the file);
 3. ``folder:DIR``: ImageFolder layout, ``DIR/train/CLASS/*`` and optionally ``DIR/test/CLASS/*``
    (or just ``DIR/CLASS/*``, test split held out); images read with Pillow (png, jpg, ...) or
    as ``.npy`` arrays (HxWxC or CxHxW, uint8), resized to 32x32;

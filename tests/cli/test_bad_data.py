@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxrecede.data_files import source_files
+from onnxrecede.data.files import source_files
 from tests.cli.test_bad_inputs import (
     SAMPLE,
     SAMPLE_IMP,
@@ -24,7 +24,7 @@ from tests.cli.test_bad_inputs import (
     _invoke,
     _snapshot,
 )
-from tests.quality.hostile_files import cifar_dict, npy_header, png_header, write_cifar_batch
+from tests.fixtures.hostile_files import cifar_dict, npy_header, png_header, write_cifar_batch
 
 
 def _npz(path: Path, members: dict[str, bytes]) -> None:
@@ -259,7 +259,7 @@ API_CASES = [
 @pytest.mark.parametrize(("source", "message"), API_CASES, ids=[s for s, _ in API_CASES])
 def test_evaluate_raises_input_errors(data_work: Path, monkeypatch, source: str, message: str):
     from onnxrecede.errors import InputError
-    from onnxrecede.evaluate import evaluate
+    from onnxrecede.runtime.evaluate import evaluate
 
     monkeypatch.chdir(data_work)
     with pytest.raises(InputError) as info:
@@ -269,9 +269,9 @@ def test_evaluate_raises_input_errors(data_work: Path, monkeypatch, source: str,
 
 def test_api_options_and_shapes_raise_input_errors(data_work: Path, monkeypatch) -> None:
     from onnxrecede.api import prune_file
-    from onnxrecede.data import ImageOptions
+    from onnxrecede.data.sources import ImageOptions
     from onnxrecede.errors import InputError
-    from onnxrecede.evaluate import evaluate
+    from onnxrecede.runtime.evaluate import evaluate
 
     monkeypatch.chdir(data_work)
     for bad in (ImageOptions(std=(float("nan"),)), ImageOptions(mean=(float("inf"),)),

@@ -1,6 +1,6 @@
 """The CIFAR batch reader: real batches of every pickle protocol read back exactly; crafted and
 damaged batches give one InputError (exit 2), never a crash, never a numpy object built from
-the file (onnxrecede.cifar_pickle)."""
+the file (onnxrecede.data.cifar_pickle)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxrecede.data import cifar_arrays, open_samples
+from onnxrecede.data.sources import cifar_arrays, open_samples
 from onnxrecede.errors import InputError
-from tests.quality.hostile_files import (
+from tests.fixtures.hostile_files import (
     cifar_dict,
     python2_cifar_batch,
     v8_attack,

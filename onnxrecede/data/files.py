@@ -42,7 +42,7 @@ def source_files(source: str, *, training: bool = False) -> list[Path]:
 
 
 def _cifar_files(kind: str, rest: str, training: bool) -> list[Path]:
-    from onnxrecede.data import cifar_files
+    from onnxrecede.data.sources import cifar_files
 
     folder, split = rest, "test"
     head, sep, tail = rest.rpartition(":")

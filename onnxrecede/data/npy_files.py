@@ -26,7 +26,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from onnxrecede.errors import InputError
-from onnxrecede.memory import check_allocation
+from onnxrecede.runtime.memory import check_allocation
 
 _NUMERIC_KINDS = frozenset("biuf")
 
