@@ -132,13 +132,19 @@ SITECUSTOMIZE = """
 import os, signal
 import torch
 
-_export = torch.export.export
+_export = torch.onnx.export
 
 def export(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return _export(*args, **kwargs)
+    # worse than the dynamo exporter does with what interrupts it: catch it, then fail with an
+    # error of its own that does not even chain the interrupt
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return _export(*args, **kwargs)
+    except BaseException:
+        pass
+    raise RuntimeError("Failed to export the model with torch.export")
 
-torch.export.export = export
+torch.onnx.export = export
 """
 
 
