@@ -366,14 +366,13 @@ def finetune(
             f"--out {out_dir} is the folder of {checkpoint}; fine-tune into a new folder"
         )
     keys = imp_path or str(Path(checkpoint).parent / "imp.json")
+    reads = [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys)]
+    _guard_run(out_dir, [*reads, *data_reads(data, "--data", training=True)], kw)
     ckpt = load_checkpoint(checkpoint)
-    source = data or checkpoint_data(ckpt)
-    _guard_run(
-        out_dir,
-        [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
-         *data_reads(source, "--data", training=True)],
-        kw,
-    )  # fmt: skip
+    if data is None:  # the checkpoint's own data source is read: guard its files too
+        _guard_run(
+            out_dir, [*reads, *data_reads(checkpoint_data(ckpt), "--data", training=True)], kw
+        )
     cfg = finetune_config(
         ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
     )
