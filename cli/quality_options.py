@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from onnxrecede_cli.common import NON_NEGATIVE
 from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
 
 from onnxrecede.errors import InputError
+
+if TYPE_CHECKING:
+    from onnxrecede.io.paths import Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,11 +62,15 @@ class Quality:
     evaluation: Any  # EvalOptions | None (the accuracy comparison and its gate, in the library)
 
     @property
-    def reads(self) -> list[tuple[str, str | None]]:
-        """Data given as a file or folder, for the output-path guard."""
+    def reads(self) -> list[Role]:
+        """Every file the calibration and evaluation data read, for the output-path guard."""
+        from onnxrecede.io.paths import data_reads
+
         data = self.evaluation.data if self.evaluation is not None else None
-        found = [("--calibration", self.repair.calibration), ("--eval-data", data)]
-        return [(role, p) for role, p in found if p is not None and os.path.exists(p)]
+        return [
+            *data_reads(self.repair.calibration, "--calibration"),
+            *data_reads(data, "--eval-data"),
+        ]
 
 
 def pop_quality_options(kwargs: dict[str, Any]) -> Quality:

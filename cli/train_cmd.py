@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 
 def _data_reads(data: str | None) -> list[Role]:
+    """The files the trainer's ``--data`` reads (imported here: the CLI starts without numpy)."""
     from onnxrecede.io.paths import data_reads
 
-    return data_reads(data, "--data")
+    return data_reads(data, "--data", training=True)
 
 
 def _need_torch() -> None:
@@ -242,7 +243,7 @@ def train(
         out=out_dir,
         **_config_kwargs(kw),
     )
-    _guard_run(out_dir, _data_reads(data), kw["resume"])
+    _guard_run(out_dir, _data_reads(data), kw)
     result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
     if main_rank:  # under torchrun, rank 0 exports
         _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
@@ -252,8 +253,13 @@ def train(
 RUN_FILES = ("best.pt", "last.pt", "log.json", "model.onnx", "imp.json", "importances.png")
 
 
-def _guard_run(out_dir: str, reads: list[Role], resume: bool) -> None:
-    """The output-safety check for a run folder (``--resume`` reads and rewrites last.pt)."""
+def _guard_run(out_dir: str, reads: list[Role], kw: dict[str, Any]) -> None:
+    """Before any work: the output-safety check for a run folder (``--resume`` reads and
+    rewrites last.pt), and the export options (an --opset the exporter cannot write)."""
+    from onnxrecede.train.export import check_opset
+
+    check_opset(kw["exporter"], kw["opset"])
+    resume = kw["resume"]
     out = Path(out_dir)
     writes = [(f"--out {out_dir}:", str(out / name)) for name in RUN_FILES]
     if resume:
@@ -365,8 +371,8 @@ def finetune(
     """
     main_rank = _start(kw["quiet"])
     from onnxrecede.train.checkpoint import load_checkpoint
+    from onnxrecede.train.finetune import checkpoint_data, finetune_config
     from onnxrecede.train.finetune import finetune as run_finetune
-    from onnxrecede.train.finetune import finetune_config
 
     if kw["epochs"] < 0:
         raise InputError(f"--epochs must be >= 0, got {kw['epochs']}")
@@ -375,13 +381,13 @@ def finetune(
             f"--out {out_dir} is the folder of {checkpoint}; fine-tune into a new folder"
         )
     keys = imp_path or str(Path(checkpoint).parent / "imp.json")
-    _guard_run(
-        out_dir,
-        [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
-         *_data_reads(data)],
-        kw["resume"],
-    )  # fmt: skip
+    reads = [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys)]
+    _guard_run(out_dir, [*reads, *_data_reads(data)], kw)
     ckpt = load_checkpoint(checkpoint)
+    if data is None:  # the checkpoint's own data source is read: guard its files too
+        _guard_run(
+            out_dir, [*reads, *_data_reads(checkpoint_data(ckpt))], kw
+        )
     cfg = finetune_config(
         ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
     )

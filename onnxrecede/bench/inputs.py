@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,11 +67,9 @@ def seeded_feeds(
 
 def load_npz_feeds(path: str | os.PathLike[str], session: Any) -> dict[str, np.ndarray]:
     """Arrays from ``path`` by input name, checked against the model's inputs."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise InputError(f"--inputs {path}: cannot read it as a numpy .npz file ({e})") from None
+    from onnxrecede.data.npy_files import load_npz
+
+    arrays = load_npz(path)  # every size checked before allocating
     inputs = {i.name: i for i in session.get_inputs()}
     missing = [n for n in inputs if n not in arrays]
     extra = [n for n in arrays if n not in inputs]

@@ -188,19 +188,14 @@ def model_reads(model_path: str | os.PathLike[str]) -> Sequence[Role]:
     return reads
 
 
-def data_reads(source: str | None, role: str) -> list[Role]:
-    """The file or folder a data source (``x.npz``, ``DIR``, ``folder:DIR``, ``cifar10:DIR[:split]``,
-    ``digits:test``) reads, as reads for :func:`check_paths` (none for the bundled digits)."""
+def data_reads(source: str | None, role: str, *, training: bool = False) -> list[Role]:
+    """Every file (and image folder) a data source reads, as reads for :func:`check_paths`
+    (:func:`onnxrecede.data.files.source_files`; ``training``: the trainer's ``--data``)."""
     if source is None:
         return []
-    kind, sep, rest = source.partition(":")
-    if sep and kind == "digits":
-        return []
-    if sep and kind in ("folder", "cifar10", "cifar100"):
-        head, colon, tail = rest.rpartition(":")
-        path = head if colon and tail in ("train", "test") else rest
-        return [(role, path)]
-    return [(role, source)]
+    from onnxrecede.data.files import source_files
+
+    return [(role, p) for p in source_files(source, training=training)]
 
 
 @dataclass(frozen=True)

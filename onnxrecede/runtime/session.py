@@ -186,7 +186,7 @@ def random_inputs(
 ) -> dict[str, np.ndarray]:
     """Seeded random feeds for every input of an ORT session."""
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
+    wanted = []
     for inp in session.get_inputs():
         shape = resolve_input_shape(inp.name, inp.shape, shapes or {}, batch)
         dtype = ORT_DTYPES.get(inp.type)
@@ -194,13 +194,31 @@ def random_inputs(
             raise InputError(
                 f"model input '{inp.name}' has type {inp.type}, which onnxrecede cannot feed"
             )
+        wanted.append((inp.name, shape, np.dtype(dtype)))
+    _check_feed_memory(wanted)
+    feeds: dict[str, np.ndarray] = {}
+    for name, shape, dtype in wanted:
         if np.issubdtype(dtype, np.floating):
-            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype is np.bool_:
-            feeds[inp.name] = rng.integers(0, 2, shape).astype(np.bool_)
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[name] = rng.integers(0, 2, shape).astype(np.bool_)
         else:
-            feeds[inp.name] = rng.integers(0, 4, shape).astype(dtype)
+            feeds[name] = rng.integers(0, 4, shape).astype(dtype)
     return feeds
+
+
+def _check_feed_memory(wanted: Sequence[tuple[str, tuple[int, ...], np.dtype]]) -> None:
+    """Refuse random feeds larger than the free memory, before drawing them: each is drawn as
+    float64 or int64 (8 bytes an element) and then cast."""
+    from onnxrecede.runtime.memory import check_allocation
+
+    total = 0
+    for _, shape, dtype in wanted:
+        total += math.prod(shape) * (8 + dtype.itemsize)
+    shapes = ", ".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape, _ in wanted)
+    check_allocation(
+        total, f"random inputs of shape {shapes}", "give a smaller --shape (or --batch)"
+    )
 
 
 def check_tolerances(atol: float, rtol: float) -> None:
