@@ -141,10 +141,14 @@ def _choose_plan(
     return make_plan(analysis, scores, base), base, {}
 
 
-def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
-    """Channel groups of a model, their members, barriers and (optionally) importances."""
+def inspect(
+    model: ModelSource, importances: ImportancesSource | None = None, head_units: str = "heads"
+) -> InspectReport:
+    """Channel groups of a model, their members, barriers and (optionally) importances.
+
+    ``head_units``: attention blocks are grouped by whole ``heads`` or by head ``dims``."""
     m = load_model(model)
-    analysis = analyze(m)
+    analysis = analyze(m, head_units=head_units)
     cost = count_cost(m)
     plan = None
     if importances is not None:
@@ -168,6 +172,7 @@ def prune(
     aggregate: str = "max",
     min_channels: int = 1,
     round_to: int = 1,
+    head_units: str = "heads",
     target_macs: float | None = None,
     target_params: float | None = None,
     target_speedup: float | None = None,
@@ -191,7 +196,8 @@ def prune(
     - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
       (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
 
-    ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
+    ``round_to`` N makes every pruned group keep a multiple of N channels. ``head_units``:
+    attention blocks lose whole ``heads`` (default) or the same ``dims`` of every head. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
     ONNX Runtime run, equality with the masked reference) and :class:`VerificationError` is
     raised on failure. Verification writes the pruned model and the masked reference to scratch
@@ -214,7 +220,7 @@ def prune(
 
         return prune_to_speedup(
             model, importances, target_speedup, scope=scope, aggregate=aggregate,
-            min_channels=min_channels, round_to=round_to, verify=verify,
+            min_channels=min_channels, round_to=round_to, head_units=head_units, verify=verify,
             input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
             repair=repair, **dict(speedup_search or {}),
         )  # fmt: skip
@@ -230,7 +236,7 @@ def prune(
     imp = load_importances(importances)
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
-    analysis = analyze(m, progress)
+    analysis = analyze(m, progress, head_units=head_units)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = _scores(m, imp)
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
@@ -268,6 +274,7 @@ def prune(
             "aggregate": aggregate,
             "min_channels": min_channels,
             "round_to": round_to,
+            "head_units": head_units,
             **chosen,
         },
         removed_channels=removed,

@@ -21,8 +21,10 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, node_label
 from onnxrecede.engine.registry import rule_for
+from onnxrecede.engine.rules.heads import HEAD_UNITS
 from onnxrecede.engine.shapes import infer_shapes
 from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom
+from onnxrecede.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +91,19 @@ class Analysis:
         return sorted({self.group_of_root[int(r)] for r in np.unique(roots)})
 
 
-def analyze(model: ir.Model, progress: Progress | None = None) -> Analysis:
-    """Find the channel groups of ``model`` (which gets inferred shapes, nothing else)."""
+def analyze(
+    model: ir.Model, progress: Progress | None = None, head_units: str = "heads"
+) -> Analysis:
+    """Find the channel groups of ``model`` (which gets inferred shapes, nothing else).
+
+    ``head_units``: what a split of the channel axis into (heads, head_dim) prunes, ``heads``
+    (whole heads) or ``dims`` (the same dims of every head); see ``rules.heads``.
+    """
+    if head_units not in HEAD_UNITS:
+        raise InputError(f"head units must be one of {', '.join(HEAD_UNITS)}, got '{head_units}'")
     infer_shapes(model)
     graph = model.graph
-    ctx = AnalysisContext(graph)
+    ctx = AnalysisContext(graph, head_units=head_units)
     nodes = list(graph)
     for i, node in enumerate(nodes):
         rule = rule_for(node)

@@ -66,6 +66,11 @@ class AnalysisContext:
     #: what a rule decided about a node (the split sizes, the gather indices, the conv kind),
     #: for its rewrite to read instead of working it out again
     decisions: dict[ir.Node, Any] = field(default_factory=dict)
+    #: activation inputs (of a MatMul between activations: q, k, v) whose removed channels the
+    #: masked reference zeroes with a multiply, as if their producers' columns were zeroed
+    mask_sites: list[ConsumeSite] = field(default_factory=list)
+    #: what a split of the channel axis into (heads, head_dim) prunes: ``heads`` or ``dims``
+    head_units: str = "heads"
 
     # ---- shapes
 
@@ -107,6 +112,10 @@ class AnalysisContext:
 
     def consume(self, node: ir.Node, input_index: int, axis: int, labels: np.ndarray) -> None:
         self.consume_sites.append(ConsumeSite(node, input_index, axis, labels))
+
+    def mask_input(self, node: ir.Node, input_index: int, axis: int, labels: np.ndarray) -> None:
+        """The masked reference zeroes the removed channels of this activation input."""
+        self.mask_sites.append(ConsumeSite(node, input_index, axis, labels))
 
     def block(self, node: ir.Node, labels: np.ndarray, reason: str) -> None:
         if len(labels):

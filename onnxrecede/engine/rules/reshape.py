@@ -3,8 +3,9 @@
 Cases:
 1. Flatten and Reshape that keep the channel axis, or merge it with the axes after it (the
    consumer then sees each channel as a block of H*W columns), pass channels through;
-2. splitting the channel axis or merging it with axes before it (a channel shuffle) is a
-   barrier;
+2. anything else is handed to ``rules.heads`` (attention heads: merging the head axis with a
+   batch axis, splitting a channels-last axis into (heads, head_dim)); splitting another
+   channel axis (a channel shuffle) stays a barrier;
 3. a constant target shape is rewritten; a computed one is followed through Concat pieces.
 """
 
@@ -16,6 +17,7 @@ import onnx_ir as ir
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
 from onnxrecede.engine.rules._util import normalize_axis
+from onnxrecede.engine.rules.heads import reshape_heads
 from onnxrecede.engine.spaces import ChannelView
 
 
@@ -78,7 +80,7 @@ def _reshape_target(
 
 @register("Flatten", "Reshape")
 class ReshapeRule(Rule):
-    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns); splitting it (channel shuffle) is a barrier"
+    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns) or with a batch axis (heads); split a channels-last axis into (heads, head_dim) (whole heads or the same dims of every head go); splitting another channel axis (channel shuffle) is a barrier"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x, out = node.inputs[0], node.outputs[0]
@@ -99,7 +101,7 @@ class ReshapeRule(Rule):
                 return reason
         target = _reshape_target(ctx, xv, din, dout)
         if isinstance(target, str):
-            return target
+            return reshape_heads(ctx, node, xv, din, dout)  # attention heads: rules/heads.py
         axis, stride = target
         length = dout[axis]
         assert isinstance(length, int)
