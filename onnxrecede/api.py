@@ -15,6 +15,8 @@ import onnx_ir as ir
 
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
+from onnxrecede.engine.attention import attention_blocks
+from onnxrecede.engine.attention import removed_units as attention_units
 from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
@@ -159,6 +161,7 @@ def inspect(
         barriers=[b.to_dict() for b in analysis.barriers],
         params=cost.params,
         macs=cost.macs,
+        attention=attention_blocks(analysis),
     )
 
 
@@ -246,6 +249,7 @@ def prune(
         analysis, scores, base, ratio, target_macs, target_params, before
     )
     removed = _removed_channels(analysis, plan.keep_element)
+    removed_units = attention_units(analysis, plan.keep_element)
     groups = _summaries(analysis, plan)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
     masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify else None
@@ -290,6 +294,8 @@ def prune(
         unused_keys=unused,
         nothing_removed=why_nothing_removed(groups, min_channels),
         repair=repairer.report() if repairer is not None else None,
+        removed_heads=removed_units.get("heads", {}),
+        removed_head_dims=removed_units.get("dims", {}),
     )
     if report.nothing_removed:
         logger.warning("warning: nothing was removed: %s", report.nothing_removed)

@@ -11,8 +11,8 @@ Cases:
 2. A Reshape that splits a channels-last axis over several output axes:
    a. axes that every path indexes away (Gather of one index, Split into singletons, Slice of
       one, each then squeezed) are *parts* (the q/k/v of a fused projection);
-   b. of the other axes, one left is the channel axis as is (``[3, E]``); two are (heads,
-      head_dim). ``head_units`` picks which one stays tracked: the head axis (whole heads are
+   b. of the other axes (size-1 axes included: one head, or a head_dim of 1), one left is the
+      channel axis as is (``[3, E]``); two are (heads, head_dim). ``head_units`` picks which one stays tracked: the head axis (whole heads are
       removed) or the head_dim axis (the same dims of every head are removed);
    c. the channels that share a position on the tracked axis are coupled (one head, or one dim
       of every head, of every part): the reshaped tensor stays rectangular;
@@ -37,7 +37,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.context import AnalysisContext
+from onnxrecede.engine.context import AnalysisContext, HeadView
 from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis
 from onnxrecede.engine.spaces import ChannelView
 
@@ -49,7 +49,7 @@ SPLIT_REASON = (
 )
 
 
-def _period(labels: np.ndarray) -> int:
+def period(labels: np.ndarray) -> int:
     """Smallest p dividing len(labels) with labels[i] == labels[i % p]."""
     n = len(labels)
     for p in range(1, n + 1):
@@ -73,12 +73,12 @@ def label_field(xv: ChannelView, stride: int, tail: list[int]) -> np.ndarray | s
     ``stride``: elements per channel position in the input (product of the axes after it).
     The labels repeat with the flat index; ``tail`` must hold a whole period of them.
     """
-    p = _period(xv.labels)
+    p = period(xv.labels)
     r = _run(xv.labels[:p])
     base, step = xv.labels[:p:r], stride * r
-    period = step * len(base)
+    span = step * len(base)
     size = math.prod(tail)
-    if size % period:
+    if size % span:
         return "the reshaped axes do not hold whole channel periods"
     if size > MAX_FIELD:
         return f"the reshaped axes hold over {MAX_FIELD} elements"
@@ -144,7 +144,11 @@ def _split(
 ) -> str | None:
     """Case 2: keep one axis tracked and couple the channels that share a position on it."""
     out = node.outputs[0]
-    rest = [k for k in varying if not indexed_away(ctx, out, start + k)]
+    rest = [
+        k
+        for k in range(field.ndim)
+        if (k in varying or field.shape[k] == 1) and not indexed_away(ctx, out, start + k)
+    ]
     if len(rest) == 1:
         k = rest[0]
     elif len(rest) == 2:
@@ -155,7 +159,9 @@ def _split(
     for row in moved:
         for label in np.unique(row[1:]).tolist():
             ctx.space.union(int(row[0]), int(label))
-    ctx.set_view(out, start + k, np.ascontiguousarray(moved[:, 0]))
+    labels = np.ascontiguousarray(moved[:, 0])
+    ctx.set_view(out, start + k, labels)
+    ctx.head_views.append(HeadView(node, labels, ctx.head_units if len(rest) == 2 else None))
     return None
 
 

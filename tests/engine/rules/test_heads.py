@@ -10,6 +10,7 @@ from onnx import helper
 
 import onnxrecede
 from onnxrecede.errors import InputError
+from onnxrecede.reports import format_inspect
 from tests.engine.oracle import assert_equals_masked_oracle
 from tests.models.attention import (
     LAYOUTS,
@@ -69,6 +70,9 @@ def test_whole_heads_are_removed(layout):
     assert proj[1 if layout == "mha" else 0] == 8  # the rows of the removed heads are gone
     group = next(g for g in report.groups if g.status == "pruned")
     assert (group.size, group.removed) == (4, 2)  # a head is one unit
+    block = "qkv" if layout != "separate" else "q, k, v"
+    assert report.removed_heads == {block: [1, 3]}
+    assert report.removed_head_dims == {}
     if layout in ("split", "gather", "slice"):
         assert _const(pruned, "qkv_split") == [2, 5, 3, 2, 4]
     if layout == "separate":
@@ -105,6 +109,8 @@ def test_head_dims_of_q_and_k_apart_from_v():
     assert _weight(pruned, "proj")[0] == 8
     sizes = sorted((g.size, g.removed) for g in report.groups if g.status == "pruned")
     assert sizes == [(4, 2), (4, 2)]  # q/k dims and v dims: two groups of head_dim units
+    assert report.removed_head_dims == {"q, k": [0, 2], "v": [1, 3]}
+    assert report.removed_heads == {}
 
 
 @pytest.mark.parametrize("layout", ["split", "mha"])
@@ -178,3 +184,17 @@ def test_barrier_split_into_more_than_heads_and_dims():
         helper.make_tensor_value_info("flat_out", onnx.TensorProto.FLOAT, None)
     )
     _barrier(model, "Reshape", "qkv_split", r"more than \(heads, head_dim\)")
+
+
+def test_inspect_says_why_an_attention_block_is_blocked():
+    info = onnxrecede.inspect(_untracked_key(AttentionSpec(layout="separate")))
+    blocks = {b["block"]: b for b in info.attention}
+    assert sorted(blocks) == ["q", "v"]  # the scores barrier leaves q and v apart
+    for name, at in (("q", "scores"), ("v", "context")):
+        assert (blocks[name]["units"], blocks[name]["count"]) == ("heads", 4)
+        assert blocks[name]["status"] == "blocked"
+        assert any(
+            b["node"] == at and "untraced channels on the same batch axis" in b["reason"]
+            for b in blocks[name]["barriers"]
+        )
+    assert "attention blocks:\n  q: 4 heads, blocked\n    MatMul 'scores'" in format_inspect(info)
