@@ -5,7 +5,11 @@ Cases:
    constant bias Add (a MatMul's bias), a BatchNormalization, then one activation (Relu, Clip,
    LeakyRelu, Sigmoid, HardSwish, ...). A channel that the activation zeroes scores 0.
 2. The channel axis is 1 for Conv/ConvTranspose/Gemm outputs and the last axis for MatMul.
-3. The tensors are exposed as extra outputs of a private copy of the model and read batch by
+3. Attention heads (``onnxrecede.engine.rules.heads``): every q/k/v channel of a head scores
+   the head's share of the attention output: the mean |input| of the output projection over
+   the head's channels, divided by the sum over the block's heads
+   (:mod:`onnxrecede.importance.head_shares`).
+4. The tensors are exposed as extra outputs of a private copy of the model and read batch by
    batch with ONNX Runtime (:mod:`onnxrecede.probe`): memory holds one batch, and the sums are
    accumulated in float64.
 """
@@ -82,9 +86,6 @@ def activation_scores(
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean |activation| per channel of every producer, over the calibration samples."""
-    from onnxrecede.data.sources import input_specs, open_samples
-    from onnxrecede.runtime.probe import Probe
-
     tensors: dict[str, tuple[str, int]] = {}  # key -> (tensor name, channel axis)
     for p in producers:
         value = measured_tensor(p.node)
@@ -92,6 +93,37 @@ def activation_scores(
             continue
         axis = -1 if p.node.op_type == "MatMul" else 1
         tensors[p.key] = (value.name, axis)
+    sums, counts = mean_abs(model, tensors, calibration, batch_size, limit, image, progress)
+    out = {}
+    for p in producers:
+        if p.key not in sums:
+            continue
+        if len(sums[p.key]) != p.channels:
+            name, axis = tensors[p.key]
+            raise InputError(
+                f"{p.node.op_type} '{p.node.name}': tensor '{name}' has {len(sums[p.key])} "
+                f"channels on axis {axis}, expected {p.channels}"
+            )
+        out[p.key] = sums[p.key] / max(counts[p.key], 1)
+    from onnxrecede.importance.head_shares import head_shares
+
+    out.update(head_shares(model, producers, calibration, batch_size, limit, image, progress, out))
+    return out
+
+
+def mean_abs(
+    model: ir.Model,
+    tensors: dict[str, tuple[str, int]],
+    calibration: Any,
+    batch_size: int,
+    limit: int | None,
+    image: Any,
+    progress: Progress | None,
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per key: the sum of |x| per channel of tensor ``name`` along ``axis``, and the count."""
+    from onnxrecede.data.sources import input_specs, open_samples
+    from onnxrecede.runtime.probe import Probe
+
     samples = (
         calibration
         if hasattr(calibration, "batches")
@@ -107,15 +139,4 @@ def activation_scores(
             total, n = _channel_means(arrays[name], axis)
             sums[key] = sums[key] + total if key in sums else total
             counts[key] = counts.get(key, 0) + n
-    out = {}
-    for p in producers:
-        if p.key not in sums:
-            continue
-        if len(sums[p.key]) != p.channels:
-            name, axis = tensors[p.key]
-            raise InputError(
-                f"{p.node.op_type} '{p.node.name}': tensor '{name}' has {len(sums[p.key])} "
-                f"channels on axis {axis}, expected {p.channels}"
-            )
-        out[p.key] = sums[p.key] / max(counts[p.key], 1)
-    return out
+    return sums, counts

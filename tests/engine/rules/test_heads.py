@@ -10,7 +10,7 @@ from onnx import helper
 
 import onnxrecede
 from onnxrecede.errors import InputError
-from onnxrecede.reports import format_inspect
+from onnxrecede.report.reports import format_inspect
 from tests.engine.oracle import assert_equals_masked_oracle
 from tests.models.attention import (
     LAYOUTS,
