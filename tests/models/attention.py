@@ -14,7 +14,8 @@ merge heads -> output projection -> [B, N, C]``; :class:`AttentionSpec` picks th
 Node names: the projections are ``qkv`` (fused) or ``q``, ``k``, ``v``; the output projection
 ``proj``. ``scale="shape"`` computes ``1/sqrt(D)`` at run time from ``Shape(q)`` like the
 TorchScript exporter; ``mask`` adds a constant to the scores, broadcast ``[1, 1, N, N]`` or
-``full`` ``[B, H, N, N]``.
+``full`` ``[B, H, N, N]``. ``dynamic_batch`` (not with ``mha``) makes the batch dim
+symbolic, the Reshape targets ``Concat(Shape(input)[:1], constants)``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class AttentionSpec:
     mask: str | None = None  # None, "broadcast", "full"
     scale: str = "const"  # "const" or "shape"
     seed: int = 0
+    #: the batch dim is symbolic: target shapes are Concat(Shape(input)[:1], constants)
+    dynamic_batch: bool = False
 
     @property
     def width(self) -> int:
@@ -65,14 +68,14 @@ def _parts(g: GraphBuilder, s: AttentionSpec, x: str) -> list[str]:
     if s.layout == "separate":
         out = []
         for name in ("q", "k", "v"):
-            y = g.op("Reshape", [_linear(g, x, name, c, c), g.ints(f"{name}_shape", [b, n, h, d])],
+            y = g.op("Reshape", [_linear(g, x, name, c, c), _target(g, s, f"{name}_shape", [n, h, d])],
                      name=f"{name}_split")  # fmt: skip
             out.append(g.op("Transpose", [y], name=f"{name}_heads", perm=[0, 2, 1, 3]))
         return out
     qkv = _linear(g, x, "qkv", c, 3 * c)
     if s.layout == "mha":
         return _mha_parts(g, s, qkv)
-    y = g.op("Reshape", [qkv, g.ints("qkv_shape", [b, n, 3, h, d])], name="qkv_split")
+    y = g.op("Reshape", [qkv, _target(g, s, "qkv_shape", [n, 3, h, d])], name="qkv_split")
     y = g.op("Transpose", [y], name="qkv_perm", perm=[2, 0, 3, 1, 4])
     zero = g.ints("axis0", [0])
     if s.layout == "split":
@@ -127,9 +130,18 @@ def _attend(g: GraphBuilder, s: AttentionSpec, q: str, k: str, v: str) -> str:
     return g.op("MatMul", [attn, v], name="context")
 
 
+def _target(g: GraphBuilder, s: AttentionSpec, name: str, rest: list[int]) -> str:
+    """A Reshape target ``[batch, *rest]``: constant, or built at run time (dynamic batch)."""
+    if not s.dynamic_batch:
+        return g.ints(name, [s.batch, *rest])
+    batch = g.op("Shape", ["input"], name=f"{name}_batch", start=0, end=1)
+    return g.op("Concat", [batch, g.ints(name, rest)], name=f"{name}_cat", axis=0)
+
+
 def attention_model(s: AttentionSpec) -> onnx.ModelProto:
     g = GraphBuilder(seed=s.seed)
     b, n, c = s.batch, s.tokens, s.width
+    batch: int | str = "batch" if s.dynamic_batch else b
     x = "input"
     if s.layout == "mha":
         x = g.op("Transpose", [x], name="seq_first", perm=[1, 0, 2])
@@ -144,14 +156,14 @@ def attention_model(s: AttentionSpec) -> onnx.ModelProto:
         y = g.op("Transpose", [y], name="batch_first", perm=[1, 0, 2])
     else:
         ctx = g.op("Transpose", [ctx], name="merge_perm", perm=[0, 2, 1, 3])
-        ctx = g.op("Reshape", [ctx, g.ints("merge_shape", [b, n, c])], name="merge")
+        ctx = g.op("Reshape", [ctx, _target(g, s, "merge_shape", [n, c])], name="merge")
         y = _linear(g, ctx, "proj", c, c)
     g.nodes.append(helper.make_node("Identity", [y], ["output"], name="output_id"))
     graph = helper.make_graph(
         g.nodes,
         "attention",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [b, n, c])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [b, n, c])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, n, c])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, n, c])],
         g.inits,
     )
     opsets = [helper.make_opsetid("", OPSET)]

@@ -128,6 +128,28 @@ def test_a_scale_computed_from_the_shape_stays_the_exported_constant():
     assert node.inputs[1].const_value.numpy().ravel().tolist() == [0.5]  # 1/sqrt(4), not 1/sqrt(2)
 
 
+@pytest.mark.parametrize("units", ["heads", "dims"])
+@pytest.mark.parametrize("layout", ["split", "separate"])
+def test_a_dynamic_batch_with_shapes_built_at_run_time(layout, units):
+    """The (heads, head_dim) entries live in a Concat piece next to Shape(input)[:1]."""
+    spec = AttentionSpec(layout=layout, dynamic_batch=True)
+    imp = (
+        head_importances(spec, HEAD_SCORES)
+        if units == "heads"
+        else dim_importances(spec, DIM_SCORES)
+    )
+    pruned, report = _prune(spec, imp, head_units=units)
+    assert report.removed_heads or report.removed_head_dims
+    piece = "qkv_shape" if layout == "split" else "q_shape"
+    want = {
+        ("split", "heads"): [5, 3, 2, 4],
+        ("separate", "heads"): [5, 2, 4],
+        ("split", "dims"): [5, 3, 4, 2],
+        ("separate", "dims"): [5, 4, 2],
+    }[layout, units]
+    assert pruned.graph.initializers[piece].const_value.numpy().tolist() == want
+
+
 def test_head_units_are_checked():
     with pytest.raises(InputError, match="head units must be one of heads, dims"):
         onnxrecede.inspect(attention_model(AttentionSpec()), head_units="rows")
