@@ -64,7 +64,7 @@ def _linear(g: GraphBuilder, x: str, name: str, cin: int, cout: int) -> str:
 
 def _parts(g: GraphBuilder, s: AttentionSpec, x: str) -> list[str]:
     """q, k, v as [B, H, N, D] (``mha``: [B*H, N, D])."""
-    b, n, h, d, c = s.batch, s.tokens, s.heads, s.head_dim, s.width
+    n, h, d, c = s.tokens, s.heads, s.head_dim, s.width
     if s.layout == "separate":
         out = []
         for name in ("q", "k", "v"):
