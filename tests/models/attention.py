@@ -15,7 +15,8 @@ Node names: the projections are ``qkv`` (fused) or ``q``, ``k``, ``v``; the outp
 ``proj``. ``scale="shape"`` computes ``1/sqrt(D)`` at run time from ``Shape(q)`` like the
 TorchScript exporter; ``mask`` adds a constant to the scores, broadcast ``[1, 1, N, N]`` or
 ``full`` ``[B, H, N, N]``. ``dynamic_batch`` (not with ``mha``) makes the batch dim
-symbolic, the Reshape targets ``Concat(Shape(input)[:1], constants)``.
+symbolic, the Reshape targets ``Concat(Shape(input)[:1], constants)`` (the merge's channel
+entry read off the input, ``Shape(input)[2:3]``, as TorchScript writes ``reshape(b, n, c)``).
 """
 
 from __future__ import annotations
@@ -156,7 +157,14 @@ def attention_model(s: AttentionSpec) -> onnx.ModelProto:
         y = g.op("Transpose", [y], name="batch_first", perm=[1, 0, 2])
     else:
         ctx = g.op("Transpose", [ctx], name="merge_perm", perm=[0, 2, 1, 3])
-        ctx = g.op("Reshape", [ctx, _target(g, s, "merge_shape", [n, c])], name="merge")
+        target = _target(g, s, "merge_shape", [n, c])
+        if s.dynamic_batch:  # TorchScript's x.reshape(b, n, c): b and c read off the input
+            batch = g.op("Shape", ["input"], name="merge_b", start=0, end=1)
+            width = g.op("Shape", ["input"], name="merge_c", start=2, end=3)
+            target = g.op(
+                "Concat", [batch, g.ints("merge_n", [n]), width], name="merge_cat", axis=0
+            )
+        ctx = g.op("Reshape", [ctx, target], name="merge")
         y = _linear(g, ctx, "proj", c, c)
     g.nodes.append(helper.make_node("Identity", [y], ["output"], name="output_id"))
     graph = helper.make_graph(

@@ -137,6 +137,10 @@ class ReshapeRule(Rule):
                     new = arr.copy()
                     new[view.axis - offset] = len(keep)
                     ctx.set_constant_input(concat, i, new)
+                elif arr is None and n == 1:
+                    # read at run time from another tensor's static dim (TorchScript's
+                    # ``x.reshape(b, n, c)`` with c taken from the input): now a constant
+                    ctx.set_constant_input(concat, i, np.asarray([len(keep)], dtype=np.int64))
                 return
             offset += n
 

@@ -148,6 +148,8 @@ def test_a_dynamic_batch_with_shapes_built_at_run_time(layout, units):
         ("separate", "dims"): [5, 4, 2],
     }[layout, units]
     assert pruned.graph.initializers[piece].const_value.numpy().tolist() == want
+    cat = next(n for n in pruned.graph if n.name == "merge_cat")
+    assert cat.inputs[2].const_value.numpy().tolist() == [8]  # was Shape(input)[2:3], 16
 
 
 def test_head_units_are_checked():
