@@ -124,7 +124,9 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "# Attention heads: ViT-Tiny, DeiT-Tiny, nn.TransformerEncoder",
         "",
         f"Machine: {env['machine']}; {env['cpus']} CPUs shared with other jobs (up to 8 helper "
-        f"sessions ran tests at the same time), ONNX Runtime {env['onnxruntime']} CPU, "
+        f"sessions ran tests at the same time: load average {env['load_average'][1]:.0f} over "
+        "the last 5 minutes of the run, so the latencies are noisy; the intervals say how "
+        f"much), ONNX Runtime {env['onnxruntime']} CPU, "
         f"2 intra-op threads, torch {env['torch']}. Produced by `python benchmarks/heads.py` "
         f"({env['date']}). Random timm-like weights: the numbers are structure and latency, "
         "not accuracy.",
@@ -166,6 +168,16 @@ def _markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 s of timing per pair")
@@ -179,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             for exporter in EXPORTERS:
                 rows.append(run_one(name, exporter, Path(tmp), seconds))
     env = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "machine": _cpu_model(),
+        "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
