@@ -468,8 +468,14 @@ def _ok(note: str) -> Expect:
 
 
 def _transformer(note: str) -> Expect:
-    """The residual stream is blocked by LayerNorm; heads and MLP hidden channels prune."""
-    return Expect(prunable=True, barrier_ops=frozenset({"LayerNormalization"}), note=note)
+    """The residual stream is blocked by LayerNorm; heads and MLP hidden channels prune
+    (with the exporters that keep Linear weights constant)."""
+    return Expect(
+        prunable=True,
+        barrier_ops=frozenset({"LayerNormalization"}) if "Encoder" not in note else frozenset(),
+        note=note,
+        unscored_with=frozenset({"dynamo_noopt", "torchscript_bn"}),
+    )
 
 
 def _vit(distilled: bool = False) -> nn.Module:
