@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from onnxrecede_cli.common import FINITE, echo_json, guard_paths, handle_errors, setup_logging
+from onnxrecede_cli.common import (
+    FINITE,
+    echo_json,
+    guard_paths,
+    handle_errors,
+    quiet_option,
+    setup_logging,
+)
 
 from onnxrecede.errors import InputError
 from onnxrecede.io.paths import Role, data_reads
@@ -118,20 +125,25 @@ _SCHEDULE = [
         help="learning-rate multiplier of the bounded-BN parameters",
     ),
 ]
+#: options several train commands declare alike (one declaration each)
+_EXPORTER = click.option(
+    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
+)
+_OPSET = click.option("--opset", type=int, default=None)
+_ALL_LAYERS = click.option(
+    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
+)
+
+
 _RUN = [
     click.option("--no-augment", is_flag=True, help="no random crop and flip"),
     click.option("--max-steps", type=int, default=None, help="cap on steps per epoch (quick runs)"),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
     click.option("--resume", is_flag=True, help="continue from OUT/last.pt"),
-    click.option(
-        "--exporter",
-        type=click.Choice(["dynamo", "torchscript"]),
-        default="dynamo",
-        show_default=True,
-    ),
-    click.option("--opset", type=int, default=None),
+    _EXPORTER,
+    _OPSET,
     click.option("--no-progress", is_flag=True),
-    click.option("-q", "--quiet", is_flag=True),
+    quiet_option,
 ]
 
 
@@ -185,11 +197,7 @@ def _run_options(f: Any) -> Any:
     "--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True
 )
 @_run_options
-@click.option(
-    "--all-layers",
-    is_flag=True,
-    help="write importances for every BN, not only the authors' candidates",
-)
+@_ALL_LAYERS
 @handle_errors
 def train(
     model_name: str,
@@ -326,9 +334,7 @@ def _export_and_report(
 @click.option("--seed", type=int, default=None, help="[default: the checkpoint's]")
 @_schedule_options
 @_run_options
-@click.option(
-    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
-)
+@_ALL_LAYERS
 @handle_errors
 def finetune(
     checkpoint: str,
@@ -397,14 +403,10 @@ def finetune(
     type=click.Path(dir_okay=False),
     help="importances JSON to write",
 )
-@click.option(
-    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
-)
-@click.option("--opset", type=int, default=None)
-@click.option(
-    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
-)
-@click.option("-q", "--quiet", is_flag=True)
+@_EXPORTER
+@_OPSET
+@_ALL_LAYERS
+@quiet_option
 @handle_errors
 def export(
     checkpoint: str,

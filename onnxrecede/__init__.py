@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from onnxrecede import _deprecated
+from onnxrecede import compat
 from onnxrecede.errors import (
     AccuracyDropError,
     ImportancesError,
@@ -54,4 +54,4 @@ __all__ += [
 ]
 
 # Old module paths (before the subpackages) keep working for one release, with a warning.
-_deprecated.install()
+compat.install()

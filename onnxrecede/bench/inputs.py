@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from onnxrecede.errors import InputError
-from onnxrecede.runtime.session import _ORT_DTYPES, random_inputs, resolve_input_shape
+from onnxrecede.runtime.session import ORT_DTYPES, random_inputs, resolve_input_shape
 
 
 def check_same_inputs(reference: Any, candidate: Any, candidate_path: str) -> None:
@@ -85,7 +85,7 @@ def load_npz_feeds(path: str | os.PathLike[str], session: Any) -> dict[str, np.n
     feeds: dict[str, np.ndarray] = {}
     for name, info in inputs.items():
         array = arrays[name]
-        dtype = np.dtype(_ORT_DTYPES.get(info.type, array.dtype))
+        dtype = np.dtype(ORT_DTYPES.get(info.type, array.dtype))
         if array.ndim != len(info.shape):
             raise InputError(
                 f"--inputs {path}: array '{name}' has rank {array.ndim}, the model input "

@@ -18,7 +18,7 @@ from onnxrecede.engine.rules.heads import period
 def _blocks(analysis: Analysis) -> dict[str, tuple[int, str, np.ndarray]]:
     """Block name -> (group id, unit kind, one label per unit)."""
     found: dict[str, tuple[int, str, np.ndarray]] = {}
-    for view in analysis.ctx.head_views:
+    for view in analysis.head_views:
         if view.units is None:
             continue
         units = view.labels[: period(view.labels)]

@@ -81,7 +81,7 @@ def _per_unit(roots: np.ndarray, vec: np.ndarray) -> dict[int, float]:
     return {int(r): float(t / n) for r, t, n in zip(unique, sums, counts)}
 
 
-def _class_scores(
+def class_scores(
     analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], aggregate: str
 ) -> dict[int, float]:
     collected: dict[int, list[float]] = {}
@@ -122,7 +122,7 @@ def make_plan(
     keeps an expensive channel to land closer to its target).
     """
     policy.validate()
-    importance = _class_scores(analysis, scores, policy.aggregate)
+    importance = class_scores(analysis, scores, policy.aggregate)
     n_elements = analysis.roots.shape[0]
     removed_roots: set[int] = set()
     candidates: list[tuple[float, int, int, int]] = []  # (importance, group, position, root)

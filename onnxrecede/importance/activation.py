@@ -16,18 +16,18 @@ Cases:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 
 if TYPE_CHECKING:
     from onnxrecede.importance.criteria import ChannelProducer
 
-Progress = Callable[[str, int, int], None]
 
 ACTIVATIONS = frozenset(
     {

@@ -27,7 +27,7 @@ _PROJECTIONS = frozenset({"Gemm", "MatMul"})
 
 
 def _head_roots(analysis: Analysis) -> np.ndarray:
-    units = [v.labels for v in analysis.ctx.head_views if v.units == "heads"]
+    units = [v.labels for v in analysis.head_views if v.units == "heads"]
     if not units:
         return np.empty(0, np.int64)
     return np.unique(analysis.roots[np.concatenate(units)])
@@ -36,9 +36,9 @@ def _head_roots(analysis: Analysis) -> np.ndarray:
 def _projection_inputs(analysis: Analysis, heads: np.ndarray) -> dict[str, tuple[str, int]]:
     """Case 2: tensor name and channel axis of each output projection's head input."""
     found: dict[str, tuple[str, int]] = {}
-    for site in analysis.ctx.consume_sites:
+    for site in analysis.consume_sites:
         x = site.node.inputs[0]
-        view = analysis.ctx.view(x)
+        view = analysis.view(x)
         if site.node.op_type not in _PROJECTIONS or x is None or not x.name or view is None:
             continue
         if np.isin(analysis.roots[view.labels], heads).all():
@@ -67,9 +67,11 @@ def head_shares(
         return {}
     sums, _ = mean_abs(model, tensors, calibration, batch_size, limit, image, progress)
     share: dict[int, float] = {}
+    values = {x.name: x for s in analysis.consume_sites if (x := s.node.inputs[0]) is not None}
     for name, total in sums.items():
-        value = next(v for v in analysis.ctx.views if v.name == name)
-        roots = analysis.roots[analysis.ctx.views[value].labels]
+        view = analysis.view(values[name])
+        assert view is not None
+        roots = analysis.roots[view.labels]
         per_head = {int(r): float(total[roots == r].sum()) for r in np.unique(roots)}
         whole = sum(per_head.values()) or 1.0
         share.update({r: s / whole for r, s in per_head.items()})
@@ -83,7 +85,7 @@ def _producer_scores(
     base: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    by_name = {n.name: view for n, view in analysis.ctx.channel_outputs.items()}
+    by_name = {n.name: view for n, view in analysis.channel_outputs.items()}
     for p in producers:
         view = by_name.get(p.node.name)
         if view is None or len(view) != p.channels:

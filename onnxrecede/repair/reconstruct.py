@@ -21,7 +21,6 @@ For every linear consumer (:mod:`onnxrecede.consumers`), in graph order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ import onnx_ir as ir
 from onnxrecede.data.sources import Samples
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.consumers import (
     LinearConsumer,
     conv_geometry,
@@ -44,7 +44,6 @@ from onnxrecede.runtime.probe import Probe, model_batches
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

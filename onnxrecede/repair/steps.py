@@ -13,8 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +23,15 @@ import onnx_ir as ir
 
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
+from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.compensate import Compensation, plan_compensation, tap_means
 from onnxrecede.repair.consumers import LinearConsumer, linear_consumers
 from onnxrecede.repair.reconstruct import ReconstructOptions, reconstruct
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 #: what verification says in place of the masked-reference equality after a refit
 RECONSTRUCTED = "replaced by the reconstruction error report (weights refitted)"
@@ -145,10 +146,11 @@ class CutRepair:
             doc["reconstruction"] = self.reconstruction
         return doc
 
-    def note_verification(self, verification: dict[str, Any] | None) -> None:
-        """Step 3: say in the verification record that the masked check was replaced."""
-        if verification is not None and self.options.reconstruct:
-            verification["masked_reference"] = RECONSTRUCTED
+    def verified(self, verification: VerifyReport) -> VerifyReport:
+        """Step 3: the verification record, saying that the masked check was replaced."""
+        if not self.options.reconstruct:
+            return verification
+        return dataclasses.replace(verification, masked_reference=RECONSTRUCTED)
 
 
 def format_repair(doc: dict[str, Any] | None) -> list[str]:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +17,8 @@ import numpy as np
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.errors import InputError
 from onnxrecede.io.model_files import ModelSource, load_model
+from onnxrecede.progress import Progress
 from onnxrecede.runtime.probe import Probe
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

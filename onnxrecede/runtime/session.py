@@ -33,7 +33,7 @@ ORT_DISTRIBUTIONS = (
     "onnxruntime-training",
 )
 
-_ORT_DTYPES: dict[str, Any] = {
+ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(float16)": np.float16,
@@ -187,7 +187,7 @@ def random_inputs(
     feeds: dict[str, np.ndarray] = {}
     for inp in session.get_inputs():
         shape = resolve_input_shape(inp.name, inp.shape, shapes or {}, batch)
-        dtype = _ORT_DTYPES.get(inp.type)
+        dtype = ORT_DTYPES.get(inp.type)
         if dtype is None:
             raise InputError(
                 f"model input '{inp.name}' has type {inp.type}, which onnxrecede cannot feed"
