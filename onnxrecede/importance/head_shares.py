@@ -11,18 +11,20 @@ Cases:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.analysis import Analysis, analyze
+from onnxrecede.importance.means import mean_abs
 
 if TYPE_CHECKING:
     from onnxrecede.importance.criteria import ChannelProducer
 
-Progress = Callable[[str, int, int], None]
+from onnxrecede.progress import Progress
+
 _PROJECTIONS = frozenset({"Gemm", "MatMul"})
 
 
@@ -58,8 +60,6 @@ def head_shares(
 ) -> dict[str, np.ndarray]:
     """Case 3: importances of the q/k/v projections, by key (empty without attention);
     ``base``: the mean |activation| scores, kept for channels outside the heads."""
-    from onnxrecede.importance.activation import mean_abs
-
     analysis = analyze(model)
     heads = _head_roots(analysis)
     tensors = _projection_inputs(analysis, heads)
