@@ -90,6 +90,8 @@ def _aggregate_option(help: str) -> Any:
               help="--target-speedup: seconds of interleaved timing per round.")
 @click.option("--round-to", type=int, default=1, show_default=True, metavar="N",
               help="Every pruned group keeps a multiple of N channels (blocked kernels).")
+@click.option("--head-dims", is_flag=True,
+              help="Attention blocks: remove the same dims of every head instead of whole heads.")
 @click.option(
     "--report",
     "report_path",
@@ -137,6 +139,7 @@ def prune(
     search_rounds: int,
     search_seconds: float,
     round_to: int,
+    head_dims: bool,
     report_path: str | None,
     as_json: bool,
     verify: bool,
@@ -185,6 +188,7 @@ def prune(
                 aggregate=aggregate,
                 min_channels=min_channels,
                 round_to=round_to,
+                head_units="dims" if head_dims else "heads",
                 target_macs=target_macs,
                 target_params=target_params,
                 target_speedup=target_speedup,
@@ -253,6 +257,8 @@ def _parse_ratio(text: str | None) -> float | Literal["auto"] | None:
 @click.option("--threshold", "plot_threshold", type=FINITE, default=None,
               help="--plot: draw this threshold.")
 @_aggregate_option("--plot: how coupled producers' scores combine.")
+@click.option("--head-dims", is_flag=True,
+              help="Group attention blocks by head dims (as prune --head-dims) instead of heads.")
 @handle_errors
 def inspect_cmd(
     model: str,
@@ -263,6 +269,7 @@ def inspect_cmd(
     plot_ratio: str | None,
     plot_threshold: float | None,
     aggregate: str,
+    head_dims: bool,
 ) -> None:
     """List the channel groups of MODEL, their members, and the barriers that block some.
 
@@ -282,7 +289,7 @@ def inspect_cmd(
         plot_importances(model, importances, plot_path, log_scale, _parse_ratio(plot_ratio),
                          plot_threshold, aggregate, as_json)  # fmt: skip
         return
-    report = api.inspect(model, importances)
+    report = api.inspect(model, importances, head_units="dims" if head_dims else "heads")
     if as_json:
         echo_json(report.to_dict())
     else:

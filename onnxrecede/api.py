@@ -15,6 +15,8 @@ import onnx_ir as ir
 from onnxrecede.bench import BenchOptions, compare
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
+from onnxrecede.engine.attention import attention_blocks
+from onnxrecede.engine.attention import removed_units as attention_units
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
@@ -99,10 +101,14 @@ def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str,
     return removed
 
 
-def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
-    """Channel groups of a model, their members, barriers and (optionally) importances."""
+def inspect(
+    model: ModelSource, importances: ImportancesSource | None = None, head_units: str = "heads"
+) -> InspectReport:
+    """Channel groups of a model, their members, barriers and (optionally) importances.
+
+    ``head_units``: attention blocks are grouped by whole ``heads`` or by head ``dims``."""
     m = load_model(model)
-    analysis = analyze(m)
+    analysis = analyze(m, head_units=head_units)
     cost = count_cost(m)
     plan = None
     if importances is not None:
@@ -113,6 +119,7 @@ def inspect(model: ModelSource, importances: ImportancesSource | None = None) ->
         barriers=[b.to_dict() for b in analysis.barriers],
         params=cost.params,
         macs=cost.macs,
+        attention=attention_blocks(analysis),
     )
 
 
@@ -126,6 +133,7 @@ def prune(
     aggregate: str = "max",
     min_channels: int = 1,
     round_to: int = 1,
+    head_units: str = "heads",
     target_macs: float | None = None,
     target_params: float | None = None,
     target_speedup: float | None = None,
@@ -149,7 +157,8 @@ def prune(
     - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
       (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
 
-    ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
+    ``round_to`` N makes every pruned group keep a multiple of N channels. ``head_units``:
+    attention blocks lose whole ``heads`` (default) or the same ``dims`` of every head. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
     ONNX Runtime run, equality with the masked reference) and :class:`VerificationError` is
     raised on failure. Verification writes the pruned model and the masked reference to scratch
@@ -167,7 +176,7 @@ def prune(
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
     # analyse
-    analysis = analyze(m, progress)
+    analysis = analyze(m, progress, head_units=head_units)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = scores_by_value(m, imp)
     unused = _unused_keys(analysis, scores)
@@ -175,6 +184,7 @@ def prune(
     choice = choose_plan(analysis, scores, request, before, input_shapes, progress)
     keep = choice.plan.keep_element
     removed, groups = _removed_channels(analysis, keep), _summaries(analysis, choice.plan)
+    units = attention_units(analysis, keep)
     # repair before (compensation / reconstruction, onnxrecede.repair)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
     masked = mask_consumers(analysis, keep, lazy=True) if verify else None
@@ -207,6 +217,8 @@ def prune(
         unused_keys=unused,
         nothing_removed=why_nothing_removed(groups, min_channels),
         repair=repairer.report() if repairer is not None else None,
+        removed_heads=units.get("heads", {}),
+        removed_head_dims=units.get("dims", {}),
     )
     if report.nothing_removed:
         logger.warning("warning: nothing was removed: %s", report.nothing_removed)

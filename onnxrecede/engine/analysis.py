@@ -21,10 +21,12 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.constants import ConstantEvaluator
-from onnxrecede.engine.context import AnalysisContext, ConsumeSite, node_label
+from onnxrecede.engine.context import AnalysisContext, ConsumeSite, HeadView, node_label
 from onnxrecede.engine.registry import Dims, rule_for
+from onnxrecede.engine.rules.heads import HEAD_UNITS
 from onnxrecede.engine.shapes import infer_shapes
 from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom, ChannelView
+from onnxrecede.errors import InputError
 from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -115,12 +117,25 @@ class Analysis:
         """The nodes that produce channels, with their output view."""
         return MappingProxyType(self.ctx.channel_outputs)
 
+    @property
+    def head_views(self) -> tuple[HeadView, ...]:
+        """The attention splits found (``rules.heads``): unit labels per split."""
+        return tuple(self.ctx.head_views)
 
-def analyze(model: ir.Model, progress: Progress | None = None) -> Analysis:
-    """Find the channel groups of ``model`` (which gets inferred shapes, nothing else)."""
+
+def analyze(
+    model: ir.Model, progress: Progress | None = None, head_units: str = "heads"
+) -> Analysis:
+    """Find the channel groups of ``model`` (which gets inferred shapes, nothing else).
+
+    ``head_units``: what a split of the channel axis into (heads, head_dim) prunes, ``heads``
+    (whole heads) or ``dims`` (the same dims of every head); see ``rules.heads``.
+    """
+    if head_units not in HEAD_UNITS:
+        raise InputError(f"head units must be one of {', '.join(HEAD_UNITS)}, got '{head_units}'")
     infer_shapes(model)
     graph = model.graph
-    ctx = AnalysisContext(graph)
+    ctx = AnalysisContext(graph, head_units=head_units)
     nodes = list(graph)
     for i, node in enumerate(nodes):
         rule = rule_for(node)

@@ -30,6 +30,17 @@ class ConsumeSite:
 
 
 @dataclass(frozen=True)
+class HeadView:
+    """A Reshape that split a channel axis for attention: its unit labels along the tracked
+    axis, and whether they are heads or head dims (``units``; None: the channel axis as is,
+    split later)."""
+
+    node: ir.Node
+    labels: np.ndarray
+    units: str | None
+
+
+@dataclass(frozen=True)
 class BarrierRecord:
     node: ir.Node
     reason: str
@@ -66,6 +77,13 @@ class AnalysisContext:
     #: what a rule decided about a node (the split sizes, the gather indices, the conv kind),
     #: for its rewrite to read instead of working it out again
     decisions: dict[ir.Node, Any] = field(default_factory=dict)
+    #: activation inputs (of a MatMul between activations: q, k, v) whose removed channels the
+    #: masked reference zeroes with a multiply, as if their producers' columns were zeroed
+    mask_sites: list[ConsumeSite] = field(default_factory=list)
+    #: what a split of the channel axis into (heads, head_dim) prunes: ``heads`` or ``dims``
+    head_units: str = "heads"
+    #: the views such splits made: one label per attention unit (head, or head dim)
+    head_views: list[HeadView] = field(default_factory=list)
 
     # ---- shapes
 
@@ -107,6 +125,16 @@ class AnalysisContext:
 
     def consume(self, node: ir.Node, input_index: int, axis: int, labels: np.ndarray) -> None:
         self.consume_sites.append(ConsumeSite(node, input_index, axis, labels))
+
+    def head_labels(self) -> np.ndarray:
+        """A label of every attention unit (see ``rules.heads``)."""
+        if not self.head_views:
+            return np.empty(0, np.int64)
+        return np.concatenate([h.labels for h in self.head_views])
+
+    def mask_input(self, node: ir.Node, input_index: int, axis: int, labels: np.ndarray) -> None:
+        """The masked reference zeroes the removed channels of this activation input."""
+        self.mask_sites.append(ConsumeSite(node, input_index, axis, labels))
 
     def block(self, node: ir.Node, labels: np.ndarray, reason: str) -> None:
         if len(labels):

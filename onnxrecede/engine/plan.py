@@ -1,8 +1,10 @@
 """Plan: importances + policy -> which channels of each group are kept.
 
 Cases:
-1. Each key's vector scores the channels of one tensor; a channel of a group collects the scores
-   of every member that holds it, aggregated by max (default: remove only what every member finds
+1. Each key's vector scores the channels of one tensor; an attention unit (a head, or a head
+   dim of every head: ``rules.heads``) that spans several channels of that tensor (head_dim
+   channels of a projection, 3 x head_dim of a fused q/k/v one) scores their mean there. A channel (unit) of a group collects the scores of every
+   member that holds it, aggregated by max (default: remove only what every member finds
    unimportant), mean or sum. A channel nobody scored is kept.
 2. Policies: a global ratio (the fraction of all scored prunable channels removed, lowest first),
    a local ratio (the same fraction in every group), or an absolute threshold (remove channels
@@ -70,10 +72,19 @@ class Plan:
     restored: int = 0
 
 
+def _per_unit(roots: np.ndarray, vec: np.ndarray) -> dict[int, float]:
+    """One score per attention unit of a tensor: the mean of the channels it spans there."""
+    unique, inverse = np.unique(roots, return_inverse=True)
+    sums = np.bincount(inverse, weights=np.asarray(vec, dtype=np.float64))
+    counts = np.bincount(inverse)
+    return {int(r): float(t / n) for r, t, n in zip(unique, sums, counts)}
+
+
 def class_scores(
     analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], aggregate: str
 ) -> dict[int, float]:
     collected: dict[int, list[float]] = {}
+    head_roots = np.unique(analysis.roots[analysis.ctx.head_labels()])
     for value, (key, vec) in scores.items():
         view = analysis.ctx.view(value)
         if view is None:
@@ -84,8 +95,11 @@ def class_scores(
                 f"{len(view)} channels"
             )
         roots = analysis.roots[view.labels]
-        for r, s in zip(roots.tolist(), vec.tolist()):
+        unit = np.isin(roots, head_roots)
+        for r, s in zip(roots[~unit].tolist(), np.asarray(vec)[~unit].tolist()):
             collected.setdefault(r, []).append(float(s))
+        for r, s in _per_unit(roots[unit], np.asarray(vec)[unit]).items():
+            collected.setdefault(r, []).append(s)
     reducers: dict[str, Callable[[list[float]], float]] = {
         "max": max,
         "sum": sum,

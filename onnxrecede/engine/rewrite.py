@@ -25,6 +25,7 @@ import onnx_ir as ir
 from onnxrecede.engine.analysis import Analysis, infer_shapes
 from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
+from onnxrecede.engine.masking import freeze_shape_scales, mask_activations
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.io.stream import ZeroedTensor
 from onnxrecede.progress import Progress
@@ -244,6 +245,7 @@ def pruned_copy(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
 
 def _apply(model: ir.Model, ctx: RewriteContext, progress: Progress | None) -> None:
     nodes = list(model.graph)
+    freeze_shape_scales(ctx, nodes)
     for i, node in enumerate(nodes):
         rule = rule_for(node)
         if rule is not None:
@@ -259,7 +261,9 @@ def _apply(model: ir.Model, ctx: RewriteContext, progress: Progress | None) -> N
 
 def mask_consumers(analysis: Analysis, keep_element: np.ndarray, *, lazy: bool = False) -> ir.Model:
     """The masked reference: a copy of the original model whose consuming weights are zeroed
-    for every removed channel. The pruned model must compute the same outputs.
+    for every removed channel, and whose activation inputs of attention matmuls (q, k, v) are
+    multiplied by a 0/1 mask (as if those q/k/v columns and biases were zeroed). The pruned
+    model must compute the same outputs.
 
     ``lazy``: an initializer all of whose uses are masked alike is not copied but becomes a
     :class:`~onnxrecede.streamio.ZeroedTensor` of the original, zeroed block by block when the
@@ -281,6 +285,7 @@ def mask_consumers(analysis: Analysis, keep_element: np.ndarray, *, lazy: bool =
         merged = _zero_lazily(merged)
     editor = _Editor(masked.graph, ConstantEvaluator())
     editor.apply_edits(merged)
+    mask_activations(masked.graph, analysis.ctx.mask_sites, node_map, keep_element)
     return masked
 
 

@@ -5,7 +5,11 @@ Cases:
    constant bias Add (a MatMul's bias), a BatchNormalization, then one activation (Relu, Clip,
    LeakyRelu, Sigmoid, HardSwish, ...). A channel that the activation zeroes scores 0.
 2. The channel axis is 1 for Conv/ConvTranspose/Gemm outputs and the last axis for MatMul.
-3. The tensors are exposed as extra outputs of a private copy of the model and read batch by
+3. Attention heads (``onnxrecede.engine.rules.heads``): every q/k/v channel of a head scores
+   the head's share of the attention output: the mean |input| of the output projection over
+   the head's channels, divided by the sum over the block's heads
+   (:mod:`onnxrecede.importance.head_shares`).
+4. The tensors are exposed as extra outputs of a private copy of the model and read batch by
    batch with ONNX Runtime (:mod:`onnxrecede.probe`): memory holds one batch, and the sums are
    accumulated in float64.
 """
@@ -19,6 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.errors import InputError
+from onnxrecede.importance.means import mean_abs
 from onnxrecede.progress import Progress
 
 if TYPE_CHECKING:
@@ -65,12 +70,6 @@ def measured_tensor(node: ir.Node) -> ir.Value:
     return value
 
 
-def _channel_means(array: np.ndarray, axis: int) -> tuple[np.ndarray, int]:
-    a = np.abs(np.asarray(array, dtype=np.float64))
-    moved = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
-    return moved.sum(axis=1), moved.shape[1]
-
-
 def activation_scores(
     model: ir.Model,
     producers: Sequence[ChannelProducer],
@@ -83,11 +82,8 @@ def activation_scores(
 ) -> dict[str, np.ndarray]:
     """Mean |activation| per channel of every producer, over the calibration samples."""
     from onnxrecede.checks import whole_number
-    from onnxrecede.data.sources import input_specs, open_samples
-    from onnxrecede.runtime.probe import Probe
 
     whole_number("batch_size", batch_size)
-
     tensors: dict[str, tuple[str, int]] = {}  # key -> (tensor name, channel axis)
     for p in producers:
         value = measured_tensor(p.node)
@@ -95,21 +91,7 @@ def activation_scores(
             continue
         axis = -1 if p.node.op_type == "MatMul" else 1
         tensors[p.key] = (value.name, axis)
-    samples = (
-        calibration
-        if hasattr(calibration, "batches")
-        else open_samples(calibration, input_specs(model), image=image, limit=limit)
-    )
-    if len(samples) == 0:
-        raise InputError(f"calibration data {calibration} holds no samples")
-    probe = Probe(model, sorted({name for name, _ in tensors.values()}), include_outputs=True)
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    for _, arrays in probe.over(samples, batch_size, progress, stage="calibration"):
-        for key, (name, axis) in tensors.items():
-            total, n = _channel_means(arrays[name], axis)
-            sums[key] = sums[key] + total if key in sums else total
-            counts[key] = counts.get(key, 0) + n
+    sums, counts = mean_abs(model, tensors, calibration, batch_size, limit, image, progress)
     out = {}
     for p in producers:
         if p.key not in sums:
@@ -121,4 +103,7 @@ def activation_scores(
                 f"channels on axis {axis}, expected {p.channels}"
             )
         out[p.key] = sums[p.key] / max(counts[p.key], 1)
+    from onnxrecede.importance.head_shares import head_shares
+
+    out.update(head_shares(model, producers, calibration, batch_size, limit, image, progress, out))
     return out

@@ -59,6 +59,10 @@ class PruneReport:
     accuracy: Any = None
     #: ``--fail-below``: the speedup gate on ``bench``
     fail_below: float | None = None
+    #: attention blocks (named by their q/k/v projections) -> indices of the heads removed
+    removed_heads: dict[str, list[int]] = field(default_factory=dict)
+    #: with ``head_units="dims"``: block -> the head dims removed from every head
+    removed_head_dims: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def groups_pruned(self) -> list[GroupSummary]:
@@ -73,6 +77,8 @@ class PruneReport:
             "output": self.output,
             "policy": self.policy.to_dict() if isinstance(self.policy, Section) else dict(self.policy),
             "removed_channels": self.removed_channels,
+            "removed_heads": self.removed_heads,
+            "removed_head_dims": self.removed_head_dims,
             "channels": {
                 "prunable": self.channels_prunable,
                 "removed": self.channels_removed,
@@ -133,11 +139,14 @@ class InspectReport:
     barriers: list[dict[str, str]]
     params: int
     macs: int
+    #: attention blocks recognised: units (heads or dims), count, status, barriers
+    attention: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "groups": [g.to_dict() for g in self.groups],
             "barriers": self.barriers,
+            "attention": self.attention,
             "params": self.params,
             "macs": self.macs,
         }
@@ -176,6 +185,9 @@ def format_prune(report: PruneReport) -> str:
     )
     if report.nothing_removed:
         lines.append(f"nothing was removed: {report.nothing_removed}")
+    for what, removed in (("heads", report.removed_heads), ("head dims", report.removed_head_dims)):
+        for block, units in removed.items():
+            lines.append(f"{what} removed from {block}: {units}")
     lines.append(
         f"params: {_human(report.params_before)} -> {_human(report.params_after)} "
         f"(-{_pct(report.params_before, report.params_after).strip()})   "
@@ -255,6 +267,18 @@ def format_policy(report: PruneReport) -> list[str]:
     return lines
 
 
+def _format_attention(blocks: list[dict[str, Any]]) -> list[str]:
+    if not blocks:
+        return []
+    lines = ["", "attention blocks:"]
+    for b in blocks:
+        why = "".join(
+            f"\n    {w['op_type']} '{w['node']}': {w['reason']}" for w in b["barriers"]
+        )
+        lines.append(f"  {b['block']}: {b['count']} {b['units']}, {b['status']}{why}")
+    return lines
+
+
 def format_inspect(report: InspectReport) -> str:
     lines = ["group  size  status     importance (min/median/max)  producers"]
     for g in report.groups:
@@ -266,6 +290,7 @@ def format_inspect(report: InspectReport) -> str:
         lines.append("barriers:")
         for b in report.barriers:
             lines.append(f"  {b['op_type']} '{b['node']}': {b['reason']}")
+    lines.extend(_format_attention(report.attention))
     lines.append("")
     lines.append(f"params: {_human(report.params)}   MACs: {_human(report.macs)}")
     return "\n".join(lines)

@@ -126,3 +126,41 @@ def test_external_data_flag(model_and_imp, tmp_path):
     import onnx
 
     onnx.checker.check_model(str(out), full_check=True)
+
+
+@pytest.fixture
+def attention_and_imp(tmp_path):
+    import onnx
+
+    from tests.models.attention import AttentionSpec, attention_model, head_importances
+
+    spec = AttentionSpec(layout="separate")
+    model = tmp_path / "attn.onnx"
+    onnx.save(attention_model(spec), str(model))
+    imp = tmp_path / "imp.json"
+    imp.write_text(json.dumps(head_importances(spec, [0.9, 0.1, 0.8, 0.2])))
+    return model, imp
+
+
+def test_prune_reports_removed_heads(attention_and_imp, tmp_path):
+    model, imp = attention_and_imp
+    r = _run(["prune", model, "-i", imp, "-o", tmp_path / "p.onnx", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["removed_heads"] == {"q, k, v": [1, 3]} and doc["removed_head_dims"] == {}
+    r = _run(["prune", model, "-i", imp, "-o", tmp_path / "p.onnx", "-q"])
+    assert "heads removed from q, k, v: [1, 3]" in r.stdout
+
+
+def test_prune_head_dims_flag(attention_and_imp, tmp_path):
+    model, imp = attention_and_imp
+    args = ["prune", model, "-i", imp, "-o", tmp_path / "p.onnx", "--head-dims", "--json", "-q"]
+    r = _run(args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["removed_heads"] == {}
+    r = _run(["inspect", model, "--head-dims", "--json"])
+    assert [(b["block"], b["units"], b["count"]) for b in json.loads(r.stdout)["attention"]] == [
+        ("q, k", "dims", 4),
+        ("v", "dims", 4),
+    ]

@@ -67,7 +67,8 @@ def masked_oracle(
 ) -> ir.Model:
     """The masked reference for ``source`` pruned with ``importances`` and ``policy``."""
     m = load_model(source)
-    analysis = analyze(m)
+    policy = dict(policy)
+    analysis = analyze(m, head_units=policy.pop("head_units", "heads"))
     imps = load_importances(importances)
     scores = {r.value: (k, imps.scores[k]) for k, r in resolve_importances(m, imps).items()}
     if policy.get("threshold") is not None:

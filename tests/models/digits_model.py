@@ -3,6 +3,7 @@ ONNX with BatchNorm folded into the convs: a real trained model for the cut-qual
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,14 @@ def build() -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def train(epochs: int = 10, batch: int = 64) -> nn.Module:
+def train(epochs: int = 10, batch: int = 64, factory: Callable[[], nn.Module] = build) -> nn.Module:
     """Plain training (AdamW, weight decay 5e-4, one-cycle schedule, random shifts of up to 2
-    pixels), fixed seed."""
+    pixels), fixed seed; ``factory`` builds the model (default: the CNN)."""
     from onnxrecede.data.digits import load_digits_split
 
     torch.manual_seed(SEED)
     x, y = (torch.from_numpy(a) for a in load_digits_split("train"))
-    model = build()
+    model = factory()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, 3e-3, total_steps=epochs * (-(-len(x) // batch))

@@ -16,3 +16,6 @@ class Expect:
     prunable: bool
     barrier_ops: frozenset[str] = field(default_factory=frozenset)
     note: str = ""
+    #: exporters whose export feeds every prunable MatMul a run-time ``Transpose(W)``: the
+    #: random importances (tests/models/importances.py) score nothing there, nothing is cut
+    unscored_with: frozenset[str] = field(default_factory=frozenset)

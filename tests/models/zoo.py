@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.models.expect import Expect
+from tests.models.transformers import SequenceEncoder as _SequenceEncoder
+from tests.models.transformers import VisionTransformer
 
 SEED = 0
 
@@ -465,6 +467,27 @@ def _ok(note: str) -> Expect:
     return Expect(prunable=True, note=note)
 
 
+def _transformer(note: str) -> Expect:
+    """The residual stream is blocked by LayerNorm; heads and MLP hidden channels prune
+    (with the exporters that keep Linear weights constant)."""
+    return Expect(
+        prunable=True,
+        barrier_ops=frozenset({"LayerNormalization"}) if "Encoder" not in note else frozenset(),
+        note=note,
+        unscored_with=frozenset({"dynamo_noopt", "torchscript_bn"}),
+    )
+
+
+def _vit(distilled: bool = False) -> nn.Module:
+    return VisionTransformer(
+        img=16, patch=4, dim=32, depth=2, heads=4, mlp_ratio=2.0, classes=10, distilled=distilled
+    )
+
+
+def SequenceEncoder() -> nn.Module:  # noqa: N802 (a factory named like the module it builds)
+    return _SequenceEncoder(d=32, heads=4, layers=2, ff=64)
+
+
 ZOO: dict[str, ZooModel] = {
     m.name: m
     for m in [
@@ -523,6 +546,18 @@ ZOO: dict[str, ZooModel] = {
             "resnet56_optionA",
             ResNetOptionA,
             _ok("option-A shortcut: Slice + Pad on the channel axis (index map or barrier)"),
+        ),
+        _entry("vit_small_heads", _vit, _transformer("timm-like ViT, fused qkv: heads and MLPs")),
+        _entry(
+            "deit_small_heads",
+            lambda: _vit(distilled=True),
+            _transformer("DeiT-like: distillation token, two heads averaged"),
+        ),
+        _entry(
+            "transformer_encoder",
+            SequenceEncoder,
+            _transformer("nn.TransformerEncoder (MultiheadAttention), sequence first"),
+            input_shape=(6, 2, 32),
         ),
     ]
 }

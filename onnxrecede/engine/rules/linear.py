@@ -7,7 +7,8 @@ Cases:
    a. channels on A's last axis are consumed by B's rows; the output's last axis holds fresh
       channels (B's columns). This covers channels-last blocks and Flatten -> MatMul heads;
    b. channels on any other axis of A (batch or row axes) pass through to the output.
-3. MatMul between two activations, or with a constant batched B, is a barrier for its inputs.
+3. MatMul between two activations: attention heads (``rules.activation_matmul``); with a
+   constant batched B, a barrier for its inputs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from onnxrecede.engine.registry import (
     output_axes,
     register,
 )
+from onnxrecede.engine.rules.activation_matmul import activation_matmul
 
 
 @register("Gemm")
@@ -135,7 +137,7 @@ class MatMulRole:
 
 @register("MatMul")
 class MatMulRule(Rule):
-    behaviour = "with a constant 2-D weight: consume and produce channels on the last axis, pass batch/row axes through; between activations, barrier"
+    behaviour = "with a constant 2-D weight: consume and produce channels on the last axis, pass batch/row axes through; between activations, couple heads and head dims (attention)"
     weight_input = 1
     reports_channels = True
 
@@ -181,7 +183,9 @@ class MatMulRule(Rule):
         if not ctx.is_constant(b) or bd is None or len(bd) != 2 or bd[1] is None:
             if av is None and bv is None:
                 return None
-            return "MatMul between two activations (or with a batched weight) is not pruned"
+            if ctx.is_constant(a) or ctx.is_constant(b):
+                return "MatMul with a batched constant weight is not pruned"
+            return activation_matmul(ctx, node)
         if ra is None or ra < 2:
             return "its A input has unknown or vector rank"
         rout = rout if rout is not None else ra

@@ -3,8 +3,9 @@
 Cases:
 1. Flatten and Reshape that keep the channel axis, or merge it with the axes after it (the
    consumer then sees each channel as a block of H*W columns), pass channels through;
-2. splitting the channel axis or merging it with axes before it (a channel shuffle) is a
-   barrier;
+2. anything else is handed to ``rules.heads`` (attention heads: merging the head axis with a
+   batch axis, splitting a channels-last axis into (heads, head_dim)); splitting another
+   channel axis (a channel shuffle) stays a barrier;
 3. a constant target shape is rewritten; a computed one is followed through Concat pieces.
 """
 
@@ -17,6 +18,7 @@ from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
 from onnxrecede.engine.rules._util import normalize_axis
+from onnxrecede.engine.rules.heads import reshape_heads
 from onnxrecede.engine.spaces import ChannelView
 
 
@@ -79,7 +81,7 @@ def _reshape_target(
 
 @register("Flatten", "Reshape")
 class ReshapeRule(Rule):
-    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns); splitting it (channel shuffle) is a barrier"
+    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns) or with a batch axis (heads); split a channels-last axis into (heads, head_dim) (whole heads or the same dims of every head go); splitting another channel axis (channel shuffle) is a barrier"
 
     def constant_through(
         self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
@@ -105,7 +107,7 @@ class ReshapeRule(Rule):
                 return reason
         target = _reshape_target(ctx, xv, din, dout)
         if isinstance(target, str):
-            return target
+            return reshape_heads(ctx, node, xv, din, dout)  # attention heads: rules/heads.py
         axis, stride = target
         length = dout[axis]
         assert isinstance(length, int)
@@ -141,6 +143,10 @@ class ReshapeRule(Rule):
                     new = arr.copy()
                     new[view.axis - offset] = len(keep)
                     ctx.set_constant_input(concat, i, new)
+                elif arr is None and n == 1:
+                    # read at run time from another tensor's static dim (TorchScript's
+                    # ``x.reshape(b, n, c)`` with c taken from the input): now a constant
+                    ctx.set_constant_input(concat, i, np.asarray([len(keep)], dtype=np.int64))
                 return
             offset += n
 

@@ -112,7 +112,7 @@ def test_matmul_barrier_two_activations():
         xt = g.op("Transpose", [x], perm=[1, 0])
         return g.model(g.op("MatMul", [xt, x], name="outer"), (8, 8), 21)
 
-    assert_barrier(build(), "MatMul", "outer", r"MatMul between two activations")
+    assert_barrier(build(), "MatMul", "outer", r"MatMul between activations carries channels on two different output axes")
 
 
 def test_matmul_barrier_rows_do_not_match():
