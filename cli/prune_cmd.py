@@ -197,6 +197,7 @@ def prune(
                 rtol=rtol,
                 progress=progress,
                 repair=quality.repair if quality.repair.active else None,
+                verify_data=quality.verify_samples(model) if verify else None,
             )),
         )  # fmt: skip
         report.output = output

@@ -89,6 +89,17 @@ class Quality:
             "max_drop_points": self.max_drop,
         }
 
+    def verify_samples(self, model: str) -> Any:
+        """The ``--eval-data`` samples verification runs on, or None (then the calibration
+        data, else random inputs)."""
+        if self.eval_data is None:
+            return None
+        from onnxrecede.data.sources import input_specs, open_samples
+        from onnxrecede.engine.verify import VERIFY_SAMPLES
+
+        return open_samples(self.eval_data, input_specs(model), image=self.image,
+                            limit=VERIFY_SAMPLES)  # fmt: skip
+
     @staticmethod
     def format(acc: dict[str, Any] | None) -> str | None:
         if acc is None:

@@ -13,13 +13,14 @@ from typing import Any, Literal
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.data.sources import Samples, input_specs, open_samples
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
-from onnxrecede.engine.verify import VerifyReport
+from onnxrecede.engine.verify import VERIFY_SAMPLES, VerifyReport, stage
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
 from onnxrecede.importance.file_format import Importances, load_importances, resolve_importances
@@ -33,8 +34,12 @@ from onnxrecede.runtime.session import check_shape_specs, check_tolerances
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-#: prune_file's verification step: (pruned, masked, input_shapes, atol, rtol) -> VerifyReport
-_Finish = Callable[[ir.Model, "ir.Model | None", "Mapping[str, Sequence[int]] | None", float, float], VerifyReport]
+#: prune_file's verification step: (pruned, masked, input_shapes, atol, rtol, samples) -> report
+_Finish = Callable[
+    [ir.Model, "ir.Model | None", "Mapping[str, Sequence[int]] | None", float, float,
+     "Samples | None"],
+    VerifyReport,
+]  # fmt: skip
 ImportancesSource = Any  # path, mapping or Importances
 
 #: op types whose removed output channels are reported per node (asked of their rules)
@@ -178,6 +183,7 @@ def prune(
     rtol: float = 1e-5,
     progress: Progress | None = None,
     repair: RepairOptions | None = None,
+    verify_data: Samples | str | os.PathLike[str] | None = None,
     _finish: _Finish | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
@@ -194,7 +200,9 @@ def prune(
     ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
     ONNX Runtime run, equality with the masked reference) and :class:`VerificationError` is
-    raised on failure. Verification writes the pruned model and the masked reference to scratch
+    raised on failure. Verification runs on real samples when there are some: ``verify_data``
+    (a data source or :class:`~onnxrecede.data.Samples`), else the repair's calibration data;
+    else on seeded random inputs. Verification writes the pruned model and the masked reference to scratch
     files and runs them one at a time (see :mod:`onnxrecede.engine.verify` for the tolerance
     rule); :func:`prune_file` prunes straight to a file with less memory.
     """
@@ -216,7 +224,7 @@ def prune(
             model, importances, target_speedup, scope=scope, aggregate=aggregate,
             min_channels=min_channels, round_to=round_to, verify=verify,
             input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
-            repair=repair, **dict(speedup_search or {}),
+            repair=repair, verify_data=verify_data, **dict(speedup_search or {}),
         )  # fmt: skip
     if isinstance(ratio, str) and ratio != "auto":
         raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{ratio}'")
@@ -228,14 +236,17 @@ def prune(
         base = Policy(ratio, threshold, scope, aggregate, min_channels, round_to)
     base.validate()
     imp = load_importances(importances)
+    stage("load")
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
+    stage("analyse")
     analysis = analyze(m, progress)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = _scores(m, imp)
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
+    stage("plan")
     plan, policy, chosen = _choose_plan(
         analysis, scores, base, ratio, target_macs, target_params, before
     )
@@ -245,6 +256,7 @@ def prune(
     masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify else None
     if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
         masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
+    stage("rewrite")
     rewrite(analysis, plan.keep_element, progress)
     if repairer is not None:
         repairer.after_rewrite(m)
@@ -253,8 +265,9 @@ def prune(
     if verify:
         if progress is not None:
             progress("verify", 0, 1)
-        check = _finish if _finish is not None else run_verification
-        verification = check(m, masked, input_shapes, atol, rtol).to_dict()
+        samples = _verify_samples(m, verify_data, repairer)
+        check = _finish if _finish is not None else _verify_in_memory
+        verification = check(m, masked, input_shapes, atol, rtol, samples).to_dict()
         if repairer is not None:
             repairer.note_verification(verification)
         if progress is not None:
@@ -325,21 +338,51 @@ def prune_file(
             shapes: Mapping[str, Sequence[int]] | None,
             a: float,
             r: float,
+            samples: Samples | None,
         ) -> VerifyReport:
+            stage("write")
             written.extend(_write_staged(outputs, target, pruned, external_data))
+            stage("release weights")
             _release_weights(pruned, staged)
-            return run_verification(staged, masked, shapes, a, r, scratch=staged.parent)
+            return run_verification(
+                staged, masked, shapes, a, r, scratch=staged.parent, samples=samples
+            )
 
         pruned, report = prune(
             model, importances, verify=verify, input_shapes=input_shapes, atol=atol, rtol=rtol,
             progress=progress, _finish=write_and_verify, **options,
         )  # fmt: skip
         if not written:  # not verified, or verified in memory (--target-speedup)
+            stage("write")
             _write_staged(outputs, target, pruned, external_data)
         del pruned
         outputs.commit()  # the data file first, the model last
     report.output = os.fspath(target)
     return report
+
+
+def _verify_in_memory(
+    pruned: ir.Model,
+    masked: ir.Model | None,
+    shapes: Mapping[str, Sequence[int]] | None,
+    atol: float,
+    rtol: float,
+    samples: Samples | None,
+) -> VerifyReport:
+    return run_verification(pruned, masked, shapes, atol, rtol, samples=samples)
+
+
+def _verify_samples(
+    model: ir.Model,
+    source: Samples | str | os.PathLike[str] | None,
+    repairer: CutRepair | None,
+) -> Samples | None:
+    """The real samples verification runs on: ``source``, else the calibration data."""
+    if isinstance(source, Samples):
+        return source
+    if source is not None:
+        return open_samples(source, input_specs(model), limit=VERIFY_SAMPLES)
+    return repairer.samples if repairer is not None else None
 
 
 def _write_staged(
@@ -355,6 +398,9 @@ def _release_weights(model: ir.Model, path: Path) -> None:
         other = written.graph.initializers.get(name)
         tensor = other.const_value if other is not None else None
         if isinstance(tensor, (streamio.FileTensor, ir.ExternalTensor)):
+            replaced = value.const_value
             value.const_value = tensor
+            if isinstance(replaced, ir.ExternalTensor):  # the input's external data: unmap it
+                streamio.release_tensor(replaced)
     gc.collect()
 

@@ -18,6 +18,7 @@ in blocks of rows when written (the masked reference of verification).
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterator, Sequence
@@ -378,15 +379,22 @@ class _Placeholder(ir.ExternalTensor):  # type: ignore[misc]
 
 def serialize_without_data(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, ir.TensorProtocol]]:
     """``model`` as a proto whose large initializers are external-data stubs pointing nowhere,
-    and those initializers' tensors by name. The model is left unchanged."""
+    and those initializers' tensors by name. The model is left unchanged.
+
+    Small initializers still held in another model's external data file are serialised inline
+    (their location is relative to that file's folder, not to where the proto is written).
+    """
     streamed: dict[str, ir.TensorProtocol] = {}
     swapped: list[tuple[ir.Value, ir.TensorProtocol]] = []
     try:
         for value in model.graph.initializers.values():
             tensor = value.const_value
-            if tensor is None or tensor.nbytes < LAZY_MIN_BYTES or value.name in streamed:
+            if tensor is None or value.name in streamed:
                 continue
-            if not _plain_dtype(tensor.dtype):
+            if tensor.nbytes < LAZY_MIN_BYTES or not _plain_dtype(tensor.dtype):
+                if isinstance(tensor, ir.ExternalTensor):  # its location is the source's
+                    swapped.append((value, tensor))
+                    value.const_value = ir.Tensor(tensor.numpy(), name=value.name)
                 continue
             assert value.name is not None
             streamed[value.name] = tensor
@@ -449,6 +457,23 @@ def _write_tensor(f: BinaryIO, tensor: ir.TensorProtocol) -> None:
         raise OSError(
             f"tensor '{tensor.name}' wrote {f.tell() - start} bytes instead of {tensor.nbytes}"
         )
+
+
+def release_mapped(model: ir.Model) -> None:
+    """Unmap the external data files ``model``'s initializers (and the sources of its zeroed
+    ones) hold open: their pages leave the process's memory; a later read maps them again."""
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ZeroedTensor):
+            tensor = tensor.raw
+        if isinstance(tensor, ir.ExternalTensor):
+            release_tensor(tensor)
+
+
+def release_tensor(tensor: ir.ExternalTensor) -> None:
+    """Unmap ``tensor``'s external data file (mapped again when next read)."""
+    with contextlib.suppress(BufferError):  # an array still views it: kept until dropped
+        tensor.release()
 
 
 # Masking ----------------------------------------------------------------------------------------
