@@ -254,6 +254,8 @@ def prune(
     groups = _summaries(analysis, plan)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
     masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify else None
+    if masked is not None:
+        streamio.read_unmapped(masked)  # or it pins every input page the rewrite reads
     if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
         masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
     stage("rewrite")

@@ -459,6 +459,32 @@ def _write_tensor(f: BinaryIO, tensor: ir.TensorProtocol) -> None:
         )
 
 
+def read_unmapped(model: ir.Model) -> None:
+    """Make ``model``'s external-data initializers (and the sources of its zeroed ones) read
+    their file as :class:`FileTensor` (mapped only while an array views it, or read with
+    ``pread``) instead of an ``ir.ExternalTensor``, whose mapping stays, and stays resident,
+    for as long as the tensor lives. Tensors are shared with the model they were cloned from,
+    so this keeps a masked reference from pinning the pages the rewrite read."""
+    files: dict[str, SourceFile] = {}
+
+    def convert(tensor: Any) -> Any:
+        if not isinstance(tensor, ir.ExternalTensor) or not _plain_dtype(tensor.dtype):
+            return tensor
+        source = files.get(tensor.path) or files.setdefault(tensor.path, SourceFile(tensor.path))
+        length = tensor.length if tensor.length is not None else tensor.nbytes
+        return FileTensor(source, tensor.offset or 0, length, tensor.dtype,
+                          ir.Shape(tensor.shape.numpy()), name=tensor.name)  # fmt: skip
+
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ZeroedTensor):
+            source = convert(tensor.raw)
+            if source is not tensor.raw:
+                value.const_value = ZeroedTensor(source, tensor.ops, tensor.name)
+        elif tensor is not None:
+            value.const_value = convert(tensor)
+
+
 def release_mapped(model: ir.Model) -> None:
     """Unmap the external data files ``model``'s initializers (and the sources of its zeroed
     ones) hold open: their pages leave the process's memory; a later read maps them again."""
@@ -507,6 +533,10 @@ class ZeroedTensor(_core.TensorBase):  # type: ignore[misc]
     @property
     def raw(self) -> ir.TensorProtocol:
         return self._source
+
+    @property
+    def ops(self) -> ZeroOps:
+        return self._ops
 
     def _zero(self, block: np.ndarray, start: int, stop: int) -> np.ndarray:
         for axis, _, idx in self._ops:
