@@ -20,7 +20,7 @@ unverified prune, on exports from both exporters.
 
 Usage (from the repository root, in the virtualenv; needs torch to export the models):
 
-    python benchmarks/verify_cost.py                     # writes benchmarks/results/verify-cost.*
+    python benchmarks/verify_cost.py                     # writes benchmarks/results/verify-cost-real.json
     python benchmarks/verify_cost.py --models vgg16bn-ts --repeats 1 --no-write
     python benchmarks/verify_cost.py --cli "env PYTHONPATH=/tmp/base python -m onnxrecede_cli.main"
 """
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated, from: "
                     + ", ".join(MODELS))  # fmt: skip
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--label", default="after")
+    ap.add_argument("--label", default="real")
     ap.add_argument("--workdir", default=None, help="keep the exports here (default: a temp dir)")
     ap.add_argument("--no-stages", action="store_true", help="skip the stage-by-stage profile")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write results")
