@@ -7,7 +7,9 @@ inputs.
 with 575 small ones, so its float32 rounding (ulp(1e4) ~ 1e-3) depends on the order of the sum:
 the pruned model (half the channels, another blocking of the sum) and the masked reference
 differ by ~1e-3 in probability, and so does the reference between optimisation levels (``all``
-sums convolutions in a blocked layout).
+sums convolutions in a blocked layout) on this machine's kernels; other CPUs sum in other orders,
+so tests must not rely on these sizes. With ``big=0`` the differences are ~1e-6 (a clean model
+for injected, known differences).
 
 ``near_zero``: conv_a (3 -> 8, 3x3, positive weights) -> Relu -> conv_b (8 -> 4, 1x1) -> Sigmoid
 (a -16 bias) -> global average pool: 4 class scores. On N(0, 1) inputs the largest output is
@@ -23,7 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-#: the seed of noisy_softmax whose pruned-vs-reference difference is 100x the fixed tolerance
+#: the seed of noisy_softmax whose pruned-vs-reference difference was 100x the fixed tolerance
+#: on the AMD machine it was chosen on (other kernels differ: tests do not rely on it)
 NOISY_SEED = 2
 
 
@@ -45,14 +48,17 @@ class _Inits(list):  # type: ignore[type-arg]
         return name
 
 
-def noisy_softmax(seed: int = NOISY_SEED, mid: int = 64) -> tuple[onnx.ModelProto, dict]:
-    """The model and L1-like importances that keep channel 0 (see the module docstring)."""
+def noisy_softmax(
+    seed: int = NOISY_SEED, mid: int = 64, big: float = 1e4
+) -> tuple[onnx.ModelProto, dict]:
+    """The model and L1-like importances that keep channel 0 (see the module docstring); with
+    ``big=0`` every logit is a sum of small terms and the model is not noisy."""
     rng = np.random.default_rng(seed)
     init = _Inits()
     wa = rng.standard_normal((mid, 8, 3, 3))
     wa[0] = 0
     ba = np.zeros(mid)
-    ba[0] = 1e4
+    ba[0] = big
     wb = rng.standard_normal((10, mid, 3, 3)) * 0.1
     wb[:, 0] = 0
     wb[:, 0, 1, 1] = 1.0
