@@ -13,6 +13,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.bench import BenchOptions, compare
+from onnxrecede.data.sources import Samples, input_specs, open_samples
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.attention import attention_blocks
@@ -20,7 +21,7 @@ from onnxrecede.engine.attention import removed_units as attention_units
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
-from onnxrecede.engine.verify import VerifyReport
+from onnxrecede.engine.verify import VERIFY_SAMPLES, VerifyReport, stage
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
 from onnxrecede.importance.file_format import load_importances, scores_by_value
@@ -37,8 +38,12 @@ from onnxrecede.runtime.session import check_shape_specs, check_tolerances
 
 logger = logging.getLogger(__name__)
 
-#: prune_file's verification step: (pruned, masked, input_shapes, atol, rtol) -> VerifyReport
-_Finish = Callable[[ir.Model, "ir.Model | None", "Mapping[str, Sequence[int]] | None", float, float], VerifyReport]
+#: prune_file's verification step: (pruned, masked, input_shapes, atol, rtol, samples) -> report
+_Finish = Callable[
+    [ir.Model, "ir.Model | None", "Mapping[str, Sequence[int]] | None", float, float,
+     "Samples | None"],
+    VerifyReport,
+]  # fmt: skip
 ImportancesSource = Any  # path, mapping or Importances
 
 #: op types whose removed output channels are reported per node (asked of their rules)
@@ -144,6 +149,7 @@ def prune(
     rtol: float = 1e-5,
     progress: Progress | None = None,
     repair: RepairOptions | None = None,
+    verify_data: Samples | str | os.PathLike[str] | None = None,
     _finish: _Finish | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
@@ -161,7 +167,9 @@ def prune(
     attention blocks lose whole ``heads`` (default) or the same ``dims`` of every head. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
     ONNX Runtime run, equality with the masked reference) and :class:`VerificationError` is
-    raised on failure. Verification writes the pruned model and the masked reference to scratch
+    raised on failure. Verification runs on real samples when there are some: ``verify_data``
+    (a data source or :class:`~onnxrecede.data.Samples`), else the repair's calibration data;
+    else on seeded random inputs. Verification writes the pruned model and the masked reference to scratch
     files and runs them one at a time (see :mod:`onnxrecede.engine.verify` for the tolerance
     rule); :func:`prune_file` prunes straight to a file with less memory.
     """
@@ -173,13 +181,16 @@ def prune(
         repair.validate()
     # load
     imp = load_importances(importances)
+    stage("load")
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
+    stage("analyse")
     # analyse
     analysis = analyze(m, progress, head_units=head_units)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = scores_by_value(m, imp)
     unused = _unused_keys(analysis, scores)
+    stage("plan")
     # choose the plan
     choice = choose_plan(analysis, scores, request, before, input_shapes, progress)
     keep = choice.plan.keep_element
@@ -188,8 +199,11 @@ def prune(
     # repair before (compensation / reconstruction, onnxrecede.repair)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
     masked = mask_consumers(analysis, keep, lazy=True) if verify else None
+    if masked is not None:
+        streamio.read_unmapped(masked)  # or it pins every input page the rewrite reads
     if repairer is not None:
         masked = repairer.before_rewrite(analysis, keep, masked)
+    stage("rewrite")
     # rewrite
     rewrite(analysis, keep, progress)
     # repair after
@@ -199,8 +213,11 @@ def prune(
     # verify
     verification = None
     if verify:
-        check = _finish if _finish is not None else run_verification
-        verification = _verify(lambda: check(m, masked, input_shapes, atol, rtol), repairer, progress)
+        samples = _verify_samples(m, verify_data, repairer)
+        check = _finish if _finish is not None else _verify_in_memory
+        verification = _verify(
+            lambda: check(m, masked, input_shapes, atol, rtol, samples), repairer, progress
+        )
     # report
     report = PruneReport(
         policy=choice.section,
@@ -294,6 +311,11 @@ def prune_file(
     bench_options = _bench_options(bench, fail_below, input_shapes)
     if evaluation is not None:
         evaluation.validate()
+    if verify and evaluation is not None and options.get("verify_data") is None:
+        # verification runs on real samples: the evaluation data's first ones
+        options["verify_data"] = open_samples(
+            evaluation.data, input_specs(model), image=evaluation.image, limit=VERIFY_SAMPLES
+        )
     target = Path(os.fspath(output))
     with Outputs() as outputs:
         outputs.staged(f"{target}.data")  # moved into place only if written
@@ -306,16 +328,22 @@ def prune_file(
             shapes: Mapping[str, Sequence[int]] | None,
             a: float,
             r: float,
+            samples: Samples | None,
         ) -> VerifyReport:
+            stage("write")
             written.extend(_write_staged(outputs, target, pruned, external_data))
+            stage("release weights")
             _release_weights(pruned, staged)
-            return run_verification(staged, masked, shapes, a, r, scratch=staged.parent)
+            return run_verification(
+                staged, masked, shapes, a, r, scratch=staged.parent, samples=samples
+            )
 
         pruned, report = prune(
             model, importances, verify=verify, input_shapes=input_shapes, atol=atol, rtol=rtol,
             progress=progress, _finish=write_and_verify, **options,
         )  # fmt: skip
         if not written:  # not verified, or verified in memory (--target-speedup)
+            stage("write")
             _write_staged(outputs, target, pruned, external_data)
         del pruned
         _measure_written(report, model, staged, bench_options, evaluation, progress)
@@ -359,6 +387,30 @@ def _measure_written(
         report.accuracy = compare_accuracy(model, written, evaluation, progress)
 
 
+def _verify_in_memory(
+    pruned: ir.Model,
+    masked: ir.Model | None,
+    shapes: Mapping[str, Sequence[int]] | None,
+    atol: float,
+    rtol: float,
+    samples: Samples | None,
+) -> VerifyReport:
+    return run_verification(pruned, masked, shapes, atol, rtol, samples=samples)
+
+
+def _verify_samples(
+    model: ir.Model,
+    source: Samples | str | os.PathLike[str] | None,
+    repairer: CutRepair | None,
+) -> Samples | None:
+    """The real samples verification runs on: ``source``, else the calibration data."""
+    if isinstance(source, Samples):
+        return source
+    if source is not None:
+        return open_samples(source, input_specs(model), limit=VERIFY_SAMPLES)
+    return repairer.samples if repairer is not None else None
+
+
 def _write_staged(
     outputs: Outputs, target: Path, model: ir.Model, external_data: bool | None
 ) -> list[Path]:
@@ -372,6 +424,9 @@ def _release_weights(model: ir.Model, path: Path) -> None:
         other = written.graph.initializers.get(name)
         tensor = other.const_value if other is not None else None
         if isinstance(tensor, (streamio.FileTensor, ir.ExternalTensor)):
+            replaced = value.const_value
             value.const_value = tensor
+            if isinstance(replaced, ir.ExternalTensor):  # the input's external data: unmap it
+                streamio.release_tensor(replaced)
     gc.collect()
 

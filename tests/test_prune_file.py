@@ -156,3 +156,26 @@ def test_lazy_weights_survive_the_input_being_replaced(model, tmp_path, lazy_io)
     after = _arrays(lazy)
     for name in before:
         np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_an_external_data_model_pruned_into_another_folder_is_self_contained(
+    tmp_path, model, verify
+):
+    """A dynamo-style export keeps every weight, small ones too, in MODEL.onnx.data; the pruned
+    model written elsewhere must not point at that file (it did: verification failed and
+    --no-verify wrote a dangling reference)."""
+    proto = onnx.load(str(model))
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    onnx.save(proto, str(ext / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.data", size_threshold=0)  # fmt: skip
+    out = tmp_path / "out" / "p.onnx"
+    out.parent.mkdir()
+    report = api.prune_file(ext / "m.onnx", large_activations.importances(), out, ratio=0.5,
+                            verify=verify)  # fmt: skip
+    assert report.channels_removed > 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.onnx"]
+    written = onnx.load(str(out), load_external_data=False)
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in written.graph.initializer)
+    onnx.checker.check_model(str(out), full_check=True)

@@ -18,6 +18,7 @@ in blocks of rows when written (the masked reference of verification).
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterator, Sequence
@@ -378,15 +379,22 @@ class _Placeholder(ir.ExternalTensor):  # type: ignore[misc]
 
 def serialize_without_data(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, ir.TensorProtocol]]:
     """``model`` as a proto whose large initializers are external-data stubs pointing nowhere,
-    and those initializers' tensors by name. The model is left unchanged."""
+    and those initializers' tensors by name. The model is left unchanged.
+
+    Small initializers still held in another model's external data file are serialised inline
+    (their location is relative to that file's folder, not to where the proto is written).
+    """
     streamed: dict[str, ir.TensorProtocol] = {}
     swapped: list[tuple[ir.Value, ir.TensorProtocol]] = []
     try:
         for value in model.graph.initializers.values():
             tensor = value.const_value
-            if tensor is None or tensor.nbytes < LAZY_MIN_BYTES or value.name in streamed:
+            if tensor is None or value.name in streamed:
                 continue
-            if not _plain_dtype(tensor.dtype):
+            if tensor.nbytes < LAZY_MIN_BYTES or not _plain_dtype(tensor.dtype):
+                if isinstance(tensor, ir.ExternalTensor):  # its location is the source's
+                    swapped.append((value, tensor))
+                    value.const_value = ir.Tensor(tensor.numpy(), name=value.name)
                 continue
             assert value.name is not None
             streamed[value.name] = tensor
@@ -451,6 +459,49 @@ def _write_tensor(f: BinaryIO, tensor: ir.TensorProtocol) -> None:
         )
 
 
+def read_unmapped(model: ir.Model) -> None:
+    """Make ``model``'s external-data initializers (and the sources of its zeroed ones) read
+    their file as :class:`FileTensor` (mapped only while an array views it, or read with
+    ``pread``) instead of an ``ir.ExternalTensor``, whose mapping stays, and stays resident,
+    for as long as the tensor lives. Tensors are shared with the model they were cloned from,
+    so this keeps a masked reference from pinning the pages the rewrite read."""
+    files: dict[str, SourceFile] = {}
+
+    def convert(tensor: Any) -> Any:
+        if not isinstance(tensor, ir.ExternalTensor) or not _plain_dtype(tensor.dtype):
+            return tensor
+        source = files.get(tensor.path) or files.setdefault(tensor.path, SourceFile(tensor.path))
+        length = tensor.length if tensor.length is not None else tensor.nbytes
+        return FileTensor(source, tensor.offset or 0, length, tensor.dtype,
+                          ir.Shape(tensor.shape.numpy()), name=tensor.name)  # fmt: skip
+
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ZeroedTensor):
+            source = convert(tensor.raw)
+            if source is not tensor.raw:
+                value.const_value = ZeroedTensor(source, tensor.ops, tensor.name)
+        elif tensor is not None:
+            value.const_value = convert(tensor)
+
+
+def release_mapped(model: ir.Model) -> None:
+    """Unmap the external data files ``model``'s initializers (and the sources of its zeroed
+    ones) hold open: their pages leave the process's memory; a later read maps them again."""
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ZeroedTensor):
+            tensor = tensor.raw
+        if isinstance(tensor, ir.ExternalTensor):
+            release_tensor(tensor)
+
+
+def release_tensor(tensor: ir.ExternalTensor) -> None:
+    """Unmap ``tensor``'s external data file (mapped again when next read)."""
+    with contextlib.suppress(BufferError):  # an array still views it: kept until dropped
+        tensor.release()
+
+
 # Masking ----------------------------------------------------------------------------------------
 
 ZeroOps = Sequence[tuple[int, str, tuple[int, ...]]]
@@ -482,6 +533,10 @@ class ZeroedTensor(_core.TensorBase):  # type: ignore[misc]
     @property
     def raw(self) -> ir.TensorProtocol:
         return self._source
+
+    @property
+    def ops(self) -> ZeroOps:
+        return self._ops
 
     def _zero(self, block: np.ndarray, start: int, stop: int) -> np.ndarray:
         for axis, _, idx in self._ops:

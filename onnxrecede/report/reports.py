@@ -168,6 +168,27 @@ def _names(names: list[str], limit: int = 3) -> str:
     return shown + (f" +{len(names) - limit}" if len(names) > limit else "")
 
 
+def format_verification_inputs(v: dict[str, Any]) -> list[str]:
+    """What verification ran on, the noise floor if measured, and the vacuous checks."""
+    lines = []
+    inputs = v.get("inputs") or {}
+    if inputs:
+        lines.append(f"  on {inputs['samples']} sample(s) of {inputs['source']}")
+    if v.get("noise_floor_levels"):
+        floors = ", ".join(
+            f"'{o['name']}' {o['noise_floor']:.2g}"
+            for o in v.get("outputs", []) if o.get("noise_floor") is not None
+        )  # fmt: skip
+        lines.append(
+            f"  within the reference's noise floor between optimisation levels "
+            f"{', '.join(v['noise_floor_levels'])}: {floors}"
+        )
+    for o in v.get("outputs", []):
+        if o.get("vacuous"):
+            lines.append(f"  vacuous check: output '{o['name']}' ({o['vacuous']})")
+    return lines
+
+
 def format_prune(report: PruneReport) -> str:
     lines = ["group  size  removed  producers"]
     for g in report.groups_pruned:
@@ -213,6 +234,7 @@ def format_prune(report: PruneReport) -> str:
             )
             + (")" if diff is not None else "")
         )
+        lines.extend(format_verification_inputs(v))
     if report.output:
         lines.append(f"wrote {report.output}")
     return "\n".join(lines)
