@@ -34,6 +34,10 @@ Progress = Callable[[str, int, int], None]
 
 #: what verification says in place of the masked-reference equality after a refit
 RECONSTRUCTED = "replaced by the reconstruction error report (weights refitted)"
+#: ... and when no layer's refit was applied
+NOT_RECONSTRUCTED = "replaced by the reconstruction error report (no weight was refitted)"
+#: how many names a warning lists
+FIRST_NAMES = 3
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class CutRepair:
         """Step 1; returns the reference verification should compare against (or None)."""
         model = analysis.model
         self.consumers, self.skipped = linear_consumers(analysis, keep_element)
+        self.refit_consumers: list[LinearConsumer] = []
+        if self.options.reconstruct:  # grouped convs and ConvTranspose too
+            self.refit_consumers, self.skipped = linear_consumers(analysis, keep_element, True)
+        warn_unrepaired("repaired", self.skipped)
         self.samples = self._open(model)
         if self.options.compensate:
             means = None
@@ -128,9 +136,17 @@ class CutRepair:
                 self.options.ridge, self.options.max_rows, self.options.batch_size
             )
             self.reconstruction = reconstruct(
-                pruned, self.original, self.consumers, self.samples, opts, self.progress
+                pruned, self.original, self.refit_consumers, self.samples, opts, self.progress
             )
             self.original = None
+            warn_unrepaired("refitted", self.reconstruction["skipped"])
+            under = self.reconstruction["underdetermined"]
+            if under:
+                logger.warning(
+                    "warning: %d layer(s) had fewer calibration rows than unknowns, so the ridge "
+                    "term chose among exact fits: %s (give more --calibration samples)",
+                    len(under), _first(under),
+                )  # fmt: skip
 
     def report(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -148,7 +164,27 @@ class CutRepair:
     def note_verification(self, verification: dict[str, Any] | None) -> None:
         """Step 3: say in the verification record that the masked check was replaced."""
         if verification is not None and self.options.reconstruct:
-            verification["masked_reference"] = RECONSTRUCTED
+            verification["masked_reference"] = RECONSTRUCTED if self.refitted else NOT_RECONSTRUCTED
+
+    @property
+    def refitted(self) -> int:
+        """How many layers' refits were applied."""
+        doc = self.reconstruction or {}
+        return sum(1 for e in doc.get("consumers", []) if e["applied"])
+
+
+def _first(names: list[str]) -> str:
+    more = len(names) - FIRST_NAMES
+    return "; ".join(names[:FIRST_NAMES]) + (f"; and {more} more" if more > 0 else "")
+
+
+def warn_unrepaired(what: str, reasons: list[str]) -> None:
+    """A ``warning:`` on stderr naming the first consumers a repair left alone, and why."""
+    if reasons:
+        logger.warning(
+            "warning: %d consumer(s) of removed channels were not %s: %s (see the report's "
+            "repair section)", len(reasons), what, _first(reasons),
+        )  # fmt: skip
 
 
 def format_repair(doc: dict[str, Any] | None) -> list[str]:
@@ -170,6 +206,8 @@ def format_repair(doc: dict[str, Any] | None) -> list[str]:
             f"reconstruction: least squares on {source}, ridge {rec['ridge']:g}, "
             f"at most {rec['max_rows']} rows per layer"
         )
+        applied = sum(1 for e in rec["consumers"] if e["applied"])
+        lines.append(f"  {applied} of {len(rec['consumers'])} layer(s) refitted")
         lines.append(
             "  consumer                        op      rows  inputs  rel. error before -> after"
         )
@@ -181,4 +219,6 @@ def format_repair(doc: dict[str, Any] | None) -> list[str]:
             )
     for why in doc.get("consumers_not_repaired", []):
         lines.append(f"not repaired: {why}")
+    for why in (rec or {}).get("skipped", []):
+        lines.append(f"not refitted: {why}")
     return lines
