@@ -31,9 +31,10 @@ from onnxrecede.errors import InputError
     "-i",
     "--importances",
     "importances",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Importances file (JSON, see README).",
+    help="Importances file (JSON, see README). Without it, --calibration DATA chooses the "
+    "channels from data and the cut is reconstructed on it.",
 )
 @click.option(
     "-o",
@@ -124,7 +125,7 @@ from onnxrecede.errors import InputError
 @handle_errors
 def prune(
     model: str,
-    importances: str,
+    importances: str | None,
     output: str,
     ratio: str | None,
     threshold: float | None,
@@ -166,7 +167,7 @@ def prune(
     if fail_below is not None and not run_bench:
         raise InputError("--fail-below needs --bench")
     ratio_value = _parse_ratio(ratio)
-    quality = pop_quality_options(quality_kwargs)
+    quality = pop_quality_options(quality_kwargs, data_driven=importances is None)
     input_shapes = parse_shape_specs(shapes)
     guard_paths(
         [*model_reads(model), ("--importances", importances), *quality.reads],
@@ -196,7 +197,7 @@ def prune(
                 atol=atol,
                 rtol=rtol,
                 progress=progress,
-                repair=quality.repair if quality.repair.active else None,
+                repair=quality.repair if quality.repair.active or importances is None else None,
             )),
         )  # fmt: skip
         report.output = output

@@ -117,8 +117,10 @@ class Quality:
             )
 
 
-def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
-    """Remove the cut-quality options from ``prune``'s keyword arguments and check them."""
+def pop_quality_options(kwargs: dict[str, Any], data_driven: bool = False) -> Quality:
+    """Remove the cut-quality options from ``prune``'s keyword arguments and check them.
+
+    ``data_driven``: no importances were given, so ``--calibration`` chooses the channels."""
     from onnxrecede.repair import RepairOptions
 
     image = pop_image_options(kwargs)
@@ -137,7 +139,12 @@ def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
         ridge=kwargs.pop("ridge"),
         max_rows=kwargs.pop("max_rows"),
     )
-    if calibration is not None and not repair.active:
+    if data_driven and calibration is None:
+        raise InputError(
+            "no importances: give -i IMPORTANCES, or --calibration DATA to choose the channels "
+            "from data (then the cut is reconstructed on it)"
+        )
+    if calibration is not None and not repair.active and not data_driven:
         raise InputError("--calibration is used by --compensate or --reconstruct; add one of them")
     repair.validate()
     q = Quality(repair, kwargs.pop("eval_data"), kwargs.pop("eval_limit"), batch, image,

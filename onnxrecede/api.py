@@ -160,7 +160,7 @@ def inspect(model: ModelSource, importances: ImportancesSource | None = None) ->
 
 def prune(
     model: ModelSource,
-    importances: ImportancesSource,
+    importances: ImportancesSource | None,
     *,
     ratio: float | Literal["auto"] | None = None,
     threshold: float | None = None,
@@ -181,6 +181,10 @@ def prune(
     _finish: _Finish | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
+
+    ``importances=None`` chooses the channels from ``repair.calibration`` (what removing each
+    costs its consumers after a least-squares refit: :mod:`onnxrecede.selection`) and
+    reconstructs the cut on the same samples.
 
     How much is removed, exactly one of (``ratio=0.5`` when none is given):
 
@@ -212,6 +216,9 @@ def prune(
     if target_speedup is not None:
         from onnxrecede.speedup_search import prune_to_speedup
 
+        if importances is None:
+            raise InputError("--target-speedup needs -i IMPORTANCES")
+
         return prune_to_speedup(
             model, importances, target_speedup, scope=scope, aggregate=aggregate,
             min_channels=min_channels, round_to=round_to, verify=verify,
@@ -227,11 +234,15 @@ def prune(
             ratio = 0.5
         base = Policy(ratio, threshold, scope, aggregate, min_channels, round_to)
     base.validate()
-    imp = load_importances(importances)
+    imp = load_importances(importances) if importances is not None else None
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
     analysis = analyze(m, progress)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
+    if imp is None:  # channels chosen from the calibration data, then reconstructed
+        from onnxrecede.selection import from_calibration
+
+        imp, repair = from_calibration(analysis, repair, progress)
     scores = _scores(m, imp)
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
     for key in unused:
@@ -291,7 +302,7 @@ def prune(
 
 def prune_file(
     model: ModelSource,
-    importances: ImportancesSource,
+    importances: ImportancesSource | None,
     output: str | os.PathLike[str],
     *,
     external_data: bool | None = None,

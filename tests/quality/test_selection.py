@@ -1,0 +1,96 @@
+"""Channels chosen from data (``prune`` without ``-i``) against filter L1, on weights built so
+that the L1 ranking misleads: channel 5 of ``p`` is channel 0 times 5 (large norm, no new
+information), channel 2 has tiny weights that its consumer amplifies (small norm, needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+from onnxrecede_cli.main import main
+
+from onnxrecede import api
+from onnxrecede.probe import Probe
+from onnxrecede.repair import RepairOptions
+
+
+def _model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    wp = rng.normal(0, 1, (6, 3, 1, 1)).astype(np.float32)
+    bp = rng.normal(0, 0.3, 6).astype(np.float32)
+    wp[2] *= 0.05
+    bp[2] *= 0.05
+    wp[5], bp[5] = 5 * wp[0], 5 * bp[0]
+    wl = rng.normal(0, 1, (4, 6, 3, 3)).astype(np.float32)
+    wl[:, 2] *= 20
+    arrays = {"p.w": wp, "p.b": bp, "l.w": wl}
+    nodes = [
+        helper.make_node("Conv", ["input", "p.w", "p.b"], ["p_out"], name="p"),
+        helper.make_node("Relu", ["p_out"], ["h"], name="relu"),
+        helper.make_node("Conv", ["h", "l.w"], ["output"], name="l", pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in arrays.items()],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _error(pruned, model, x: np.ndarray) -> float:
+    def run(m):
+        return Probe(m, ["output"], include_outputs=False).run({"input": x})["output"]
+
+    want = run(model)
+    return float(np.linalg.norm(run(pruned) - want) / np.linalg.norm(want))
+
+
+def _calibration(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    x = np.random.default_rng(1).normal(0, 1, (16, 3, 6, 6)).astype(np.float32)
+    np.savez(tmp_path / "c.npz", x=x)
+    return tmp_path / "c.npz", x
+
+
+def test_data_choice_removes_the_copy_where_l1_removes_the_needed_channel(tmp_path: Path) -> None:
+    path, x = _calibration(tmp_path)
+    model = _model()
+    norms = np.abs(numpy_helper.to_array(model.graph.initializer[0])).sum(axis=(1, 2, 3))
+    assert int(np.argmin(norms)) == 2 and int(np.argmax(norms)) == 5  # L1 is misled by design
+    repair = RepairOptions(calibration=str(path), ridge=0.0)
+    pruned, report = api.prune(model, None, ratio=0.2, repair=repair)
+    assert report.removed_channels in ({"p": [5]}, {"p": [0]})  # the copy, or what it copies
+    assert _error(pruned, model, x) < 1e-3  # nothing lost: the refit takes the other copy
+    assert report.repair["reconstruction"]["consumers"][0]["applied"]  # type: ignore[index]
+    l1 = {"p": norms.tolist()}
+    rec = RepairOptions(reconstruct=True, calibration=str(path))
+    by_l1, l1_report = api.prune(model, l1, ratio=0.2, repair=rec)
+    assert l1_report.removed_channels == {"p": [2]}
+    assert _error(by_l1, model, x) > 0.1
+
+
+def _cli(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_prune_without_importances(tmp_path: Path) -> None:
+    path, _ = _calibration(tmp_path)
+    onnx.save(_model(), str(tmp_path / "m.onnx"))
+    r = _cli("prune", tmp_path / "m.onnx", "-o", tmp_path / "p.onnx", "--ratio", "0.2",
+             "--calibration", path, "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "1 of 1 layer(s) refitted" in r.stdout
+    assert (tmp_path / "p.onnx").exists()
+
+
+def test_cli_without_importances_or_calibration_is_an_error(tmp_path: Path) -> None:
+    onnx.save(_model(), str(tmp_path / "m.onnx"))
+    r = _cli("prune", tmp_path / "m.onnx", "-o", tmp_path / "p.onnx", "--ratio", "0.2")
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: no importances: give -i IMPORTANCES, or --calibration DATA to choose the "
+        "channels from data (then the cut is reconstructed on it)"
+    ]
+    assert not (tmp_path / "p.onnx").exists()
