@@ -89,6 +89,17 @@ from onnxrecede.errors import InputError
               help="--target-speedup: benchmark rounds of the bisection.")
 @click.option("--search-seconds", type=POSITIVE, default=3.0, show_default=True,
               help="--target-speedup: seconds of interleaved timing per round.")
+@click.option("--allocate", type=click.Choice(["importances", "sensitivity"]),
+              default="importances", show_default=True,
+              help="How many channels each layer loses: by the importances' global ranking, or "
+                   "by each layer's estimated output error on --calibration data (the "
+                   "importances still order the channels inside a layer; reconstructs).")
+@click.option("--target-accuracy-drop", type=POSITIVE, default=None, metavar="PTS",
+              help="With --eval-data: the largest MAC cut whose measured top-1 drop stays "
+                   "within PTS points (bisection; exit 6 if even the smallest cut tried is "
+                   "not).")
+@click.option("--search-steps", type=int, default=5, show_default=True,
+              help="--target-accuracy-drop: cuts tried (each is pruned and evaluated).")
 @click.option("--round-to", type=int, default=1, show_default=True, metavar="N",
               help="Every pruned group keeps a multiple of N channels (blocked kernels).")
 @click.option(
@@ -138,6 +149,9 @@ def prune(
     search_rounds: int,
     search_seconds: float,
     round_to: int,
+    allocate: str,
+    target_accuracy_drop: float | None,
+    search_steps: int,
     report_path: str | None,
     as_json: bool,
     verify: bool,
@@ -192,6 +206,9 @@ def prune(
                 target_params=target_params,
                 target_speedup=target_speedup,
                 speedup_search={"rounds": search_rounds, "seconds": search_seconds},
+                allocate=allocate,
+                target_accuracy_drop=target_accuracy_drop,
+                accuracy_search=quality.accuracy_search(search_steps),
                 verify=verify,
                 input_shapes=input_shapes,
                 atol=atol,

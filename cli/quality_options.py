@@ -89,6 +89,13 @@ class Quality:
             "max_drop_points": self.max_drop,
         }
 
+    def accuracy_search(self, steps: int) -> Any:
+        """What ``--target-accuracy-drop`` evaluates on (checked when it is given)."""
+        from onnxrecede.accuracy_search import AccuracySearch
+
+        return AccuracySearch(self.eval_data, steps, limit=self.eval_limit, batch_size=self.batch,
+                              image=self.image)  # fmt: skip
+
     @staticmethod
     def format(acc: dict[str, Any] | None) -> str | None:
         if acc is None:

@@ -178,13 +178,18 @@ def prune(
     rtol: float = 1e-5,
     progress: Progress | None = None,
     repair: RepairOptions | None = None,
+    allocate: str = "importances",
+    target_accuracy_drop: float | None = None,
+    accuracy_search: Any = None,
     _finish: _Finish | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
 
     ``importances=None`` chooses the channels from ``repair.calibration`` (what removing each
     costs its consumers after a least-squares refit: :mod:`onnxrecede.selection`) and
-    reconstructs the cut on the same samples.
+    reconstructs the cut on the same samples. ``allocate="sensitivity"`` keeps the order of
+    ``importances`` inside each layer but lets those data costs decide how many channels each
+    layer loses (:func:`onnxrecede.selection.allocate_by_sensitivity`); it reconstructs too.
 
     How much is removed, exactly one of (``ratio=0.5`` when none is given):
 
@@ -192,6 +197,8 @@ def prune(
       (``scope="local"``); ``"auto"`` thresholds at the valley of bimodal importances;
     - ``threshold``: remove channels whose importance is below it;
     - ``target_macs`` / ``target_params``: keep at most this fraction of the MACs / params;
+    - ``target_accuracy_drop``: the largest MAC cut whose measured top-1 drop on
+      ``accuracy_search.eval_data`` stays within this many points (:mod:`onnxrecede.accuracy_search`);
     - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
       (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
 
@@ -203,16 +210,30 @@ def prune(
     rule); :func:`prune_file` prunes straight to a file with less memory.
     """
     check_tolerances(atol, rtol)
+    if allocate not in ("importances", "sensitivity"):
+        raise InputError(f"allocate must be 'importances' or 'sensitivity', got '{allocate}'")
+    if allocate == "sensitivity" and (repair is None or repair.calibration is None):
+        raise InputError("--allocate sensitivity needs --calibration DATA")
     given = [
         name
         for name, v in (
             ("--ratio", ratio), ("--threshold", threshold), ("--target-macs", target_macs),
             ("--target-params", target_params), ("--target-speedup", target_speedup),
+            ("--target-accuracy-drop", target_accuracy_drop),
         )
         if v is not None
     ]  # fmt: skip
     if len(given) > 1:
         raise InputError(f"give only one of {', '.join(given)}")
+    if target_accuracy_drop is not None:  # bisection on MACs, each step evaluated
+        from onnxrecede.accuracy_search import AccuracySearch, prune_to_accuracy
+
+        return prune_to_accuracy(
+            prune, model, importances, target_accuracy_drop,
+            accuracy_search or AccuracySearch(None), progress, scope=scope,
+            aggregate=aggregate, min_channels=min_channels, round_to=round_to, verify=verify,
+            input_shapes=input_shapes, atol=atol, rtol=rtol, repair=repair, allocate=allocate,
+        )  # fmt: skip
     if target_speedup is not None:
         from onnxrecede.speedup_search import prune_to_speedup
 
@@ -244,6 +265,11 @@ def prune(
 
         imp, repair = from_calibration(analysis, repair, progress)
     scores = _scores(m, imp)
+    if allocate == "sensitivity" and imp.producer.get("criterion") != "data":
+        from onnxrecede.selection import allocate_by_sensitivity, from_calibration
+
+        costs, repair = from_calibration(analysis, repair, progress)
+        scores = allocate_by_sensitivity(scores, _scores(m, costs))
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)

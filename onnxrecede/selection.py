@@ -39,6 +39,7 @@ from onnxrecede.probe import Probe
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+Scores = dict[Any, tuple[str, np.ndarray]]  #: scored tensor -> (importances key, scores)
 
 #: the smallest relative ridge term of case 1
 RIDGE_FLOOR = 1e-6
@@ -157,8 +158,8 @@ def from_calibration(
 
     if repair is None or repair.calibration is None:
         raise InputError(
-            "no importances: give -i IMPORTANCES, or --calibration DATA to choose the channels "
-            "from data (then the cut is reconstructed on it)"
+            "choosing channels from data needs calibration samples: give --calibration DATA "
+            "(or -i IMPORTANCES)"
         )
     samples = repair.calibration
     if not isinstance(samples, Samples):
@@ -168,3 +169,22 @@ def from_calibration(
         analysis, samples, repair.batch_size, ridge=repair.ridge, progress=progress
     )
     return imp, dataclasses.replace(repair, reconstruct=True, calibration=samples)
+
+
+def allocate_by_sensitivity(ranking: Scores, costs: Scores) -> Scores:
+    """``--allocate sensitivity``: ``ranking`` orders the channels inside each producer, the data
+    ``costs`` say how many go: each producer's ``k``-th least important channel (by ``ranking``)
+    gets the producer's ``k``-th smallest cost, so a global cut removes channels where the
+    summed cost (the layer's estimated output error as a function of its cut) is lowest, but
+    always the ones ``ranking`` likes least. Tensors without costs keep their scores. Both maps
+    are keyed by the scored tensor (``api._scores``)."""
+    out: Scores = {}
+    for value, (key, rank) in ranking.items():
+        cost = costs.get(value)
+        if cost is None or len(cost[1]) != len(rank):
+            out[value] = (key, rank)
+            continue
+        moved = np.empty(len(rank))
+        moved[np.argsort(rank, kind="stable")] = np.sort(cost[1])
+        out[value] = (key, moved)
+    return out

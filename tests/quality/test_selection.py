@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from onnxrecede_cli.main import main
 
 from onnxrecede import api
+from onnxrecede.accuracy_search import AccuracySearch
+from onnxrecede.errors import AccuracyDropError, InputError
 from onnxrecede.probe import Probe
 from onnxrecede.repair import RepairOptions
 
@@ -94,3 +97,85 @@ def test_cli_without_importances_or_calibration_is_an_error(tmp_path: Path) -> N
         "channels from data (then the cut is reconstructed on it)"
     ]
     assert not (tmp_path / "p.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- --allocate
+
+
+def test_allocate_sensitivity_keeps_the_order_and_moves_the_amounts() -> None:
+    from onnxrecede.selection import allocate_by_sensitivity
+
+    a, b = object(), object()
+    ranking = {a: ("p", np.array([3.0, 1.0, 2.0])), b: ("q", np.array([1.0, 2.0]))}
+    costs = {a: ("p_out", np.array([0.5, 0.1, 0.9]))}
+    out = allocate_by_sensitivity(ranking, costs)
+    np.testing.assert_array_equal(out[a][1], [0.9, 0.1, 0.5])  # rank order, the costs' values
+    assert out[a][0] == "p" and out[b] == ranking[b]  # no costs: unchanged
+
+
+def test_allocate_sensitivity_with_importances(tmp_path: Path) -> None:
+    path, _ = _calibration(tmp_path)
+    model = _model()
+    norms = np.abs(numpy_helper.to_array(model.graph.initializer[0])).sum(axis=(1, 2, 3))
+    repair = RepairOptions(calibration=str(path))
+    _, report = api.prune(model, {"p": norms.tolist()}, ratio=0.2, allocate="sensitivity",
+                          repair=repair)  # fmt: skip
+    assert report.removed_channels == {"p": [2]}  # L1's choice inside the layer
+    assert report.repair["reconstruction"]["consumers"][0]["applied"]  # type: ignore[index]
+    with pytest.raises(InputError, match="--allocate sensitivity needs --calibration DATA"):
+        api.prune(model, {"p": norms.tolist()}, ratio=0.2, allocate="sensitivity")
+
+
+# ----------------------------------------------------------------------------- accuracy search
+
+
+@pytest.fixture
+def macs_as_accuracy(monkeypatch):
+    """evaluate() answers with the model's fraction of the original MACs, rounded down to the
+    tenth (1.0 for the original), so the search's path is known."""
+    from onnxrecede import evaluate as evaluate_module
+    from onnxrecede.cost import count_cost
+    from onnxrecede.evaluate import Accuracy
+    from onnxrecede.model_io import load_model
+
+    base = count_cost(load_model(_model()), {"input": [1, 3, 6, 6]}).macs
+
+    def fake(model, samples, **_):
+        frac = count_cost(load_model(model), {"input": [1, 3, 6, 6]}).macs / base
+        top1 = np.floor(frac * 10 + 1e-9) / 10
+        return Accuracy(top1, None, 0, None, 10, 2, "output", "fake")
+
+    monkeypatch.setattr(evaluate_module, "evaluate", fake)
+
+
+def test_target_accuracy_drop_bisects_on_macs(tmp_path: Path, macs_as_accuracy) -> None:
+    path, x = _calibration(tmp_path)
+    np.savez(tmp_path / "e.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
+    search = AccuracySearch(str(tmp_path / "e.npz"), steps=4)
+    _, report = api.prune(_model(), None, target_accuracy_drop=25, accuracy_search=search,
+                          repair=RepairOptions(calibration=str(path)))  # fmt: skip
+    steps = report.policy["target_accuracy_drop"]["steps"]
+    keep_ok, keep_bad = 1.0, 0.05  # the bisection rule, replayed from the steps' verdicts
+    for s in steps:
+        assert s["target_macs"] == pytest.approx((keep_ok + keep_bad) / 2)
+        assert s["within"] == (s["drop_points"] <= 25)
+        keep_ok, keep_bad = (s["target_macs"], keep_bad) if s["within"] else (keep_ok, s["target_macs"])
+    assert [s["within"] for s in steps] == [False, False, True, False]
+    assert report.macs_after == min(s["macs_after"] for s in steps if s["within"])
+    with pytest.raises(AccuracyDropError, match=r"no cut tried keeps the top-1 drop within 1 "):
+        api.prune(_model(), None, target_accuracy_drop=1, accuracy_search=search,
+                  repair=RepairOptions(calibration=str(path)))  # fmt: skip
+
+
+def test_cli_target_accuracy_drop_needs_eval_data(tmp_path: Path) -> None:
+    path, _ = _calibration(tmp_path)
+    onnx.save(_model(), str(tmp_path / "m.onnx"))
+    r = _cli("prune", tmp_path / "m.onnx", "-o", tmp_path / "p.onnx", "--calibration", path,
+             "--target-accuracy-drop", "2")  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: --target-accuracy-drop needs --eval-data DATA (labelled samples)"
+    ]
+    r = _cli("prune", tmp_path / "m.onnx", "-o", tmp_path / "p.onnx", "--calibration", path,
+             "--target-accuracy-drop", "2", "--ratio", "0.3")  # fmt: skip
+    assert r.exit_code == 2 and "give only one of --ratio, --target-accuracy-drop" in r.stderr
