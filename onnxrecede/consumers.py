@@ -17,6 +17,7 @@ why in ``skipped``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +43,20 @@ class LinearConsumer:
         return self.node.name or f"{self.node.op_type}@{id(self.node)}"
 
 
+#: (node, index of the input that carries the channels, constants) -> why it is refused, or None
+Check = Callable[[ir.Node, int, ConstantEvaluator], "str | None"]
+
+
 def linear_consumers(
-    analysis: Analysis, keep_element: np.ndarray, refit: bool = False
+    analysis: Analysis,
+    keep_element: np.ndarray,
+    check: Check | None = None,
+    grouped: bool = False,
 ) -> tuple[list[LinearConsumer], list[str]]:
     """Linear consumers that lose input channels, in graph order; and those skipped, with why.
 
-    With ``refit``, also the layers only a least-squares refit handles (grouped convolutions,
-    ConvTranspose: :mod:`onnxrecede.linear_layers`)."""
+    ``check`` replaces the cases of the module doc (a refit handles more layers:
+    :mod:`onnxrecede.refit`); ``grouped`` adds the grouped convs that lose channels."""
     const = analysis.ctx.const
     found: dict[ir.Node, LinearConsumer] = {}
     skipped: list[str] = []
@@ -57,7 +65,7 @@ def linear_consumers(
         removed = np.flatnonzero(~keep_element[site.labels])
         if not len(removed) or node in found:
             continue
-        reason = (_refittable if refit else _unsupported)(node, site.input_index, const)
+        reason = (check or _unsupported)(node, site.input_index, const)
         data = node.inputs[0]
         if reason is None and data is not None:
             axis = _data_axis(node, analysis.ctx.dims(data))
@@ -73,7 +81,7 @@ def linear_consumers(
                 found[node] = LinearConsumer(node, data, axis, kept, removed, out_keep)
                 continue
         skipped.append(f"{node.op_type} '{node.name}': {reason or 'no data input'}")
-    if refit:
+    if grouped:
         _grouped_producers(analysis, keep_element, found)
     order = {node: i for i, node in enumerate(analysis.model.graph)}
     return sorted(found.values(), key=lambda c: order[c.node]), skipped
@@ -119,17 +127,6 @@ def _unsupported(node: ir.Node, input_index: int, const: ConstantEvaluator) -> s
                 return "its C input is not a per-column constant"
         return None
     return f"{node.op_type} is not a linear consumer"
-
-
-def _refittable(node: ir.Node, input_index: int, const: ConstantEvaluator) -> str | None:
-    from onnxrecede.linear_layers import linear_layer
-
-    if node.op_type in ("Conv", "ConvTranspose") and input_index != 1:
-        return "the channels are not read by the weight"
-    if node.op_type in ("Gemm", "MatMul") and input_index != 1:
-        return "the weight is the left-hand operand"
-    layer = linear_layer(node, const)
-    return layer if isinstance(layer, str) else None
 
 
 def _data_axis(node: ir.Node, dims: tuple[int | None, ...] | None) -> int | None:

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.consumers import LinearConsumer
+from onnxrecede.consumers import LinearConsumer, linear_consumers
 from onnxrecede.data import Samples
+from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.errors import InputError
 from onnxrecede.linear_layers import LinearLayer, linear_layer
@@ -105,6 +106,21 @@ class Normal:
             except np.linalg.LinAlgError:
                 thetas.append(np.linalg.lstsq(gram + np.diag(reg), cross, rcond=None)[0])
         return np.stack(thetas)
+
+
+def refit_consumers(
+    analysis: Analysis, keep_element: np.ndarray
+) -> tuple[list[LinearConsumer], list[str]]:
+    """Every layer a refit can reach that loses input channels (and grouped convs that lose
+    channels), in graph order; and the consumers it cannot, with why."""
+    return linear_consumers(analysis, keep_element, _refittable, grouped=True)
+
+
+def _refittable(node: ir.Node, input_index: int, const: ConstantEvaluator) -> str | None:
+    if input_index != 1:
+        return "the channels are not read by the weight"
+    layer = linear_layer(node, const)
+    return layer if isinstance(layer, str) else None
 
 
 def plan_tasks(

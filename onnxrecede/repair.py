@@ -27,6 +27,7 @@ from onnxrecede.data import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.errors import InputError
 from onnxrecede.reconstruct import ReconstructOptions, reconstruct
+from onnxrecede.refit import refit_consumers
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class CutRepair:
         self.consumers, self.skipped = linear_consumers(analysis, keep_element)
         self.refit_consumers: list[LinearConsumer] = []
         if self.options.reconstruct:  # grouped convs and ConvTranspose too
-            self.refit_consumers, self.skipped = linear_consumers(analysis, keep_element, True)
+            self.refit_consumers, self.skipped = refit_consumers(analysis, keep_element)
         warn_unrepaired("repaired", self.skipped)
         self.samples = self._open(model)
         if self.options.compensate:
