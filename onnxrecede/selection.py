@@ -10,10 +10,15 @@ original model:
 2. removing input channel ``c`` (its taps ``S``) and refitting the rest by least squares raises
    the consumer's squared output error by exactly ``tr(W_S^T (P_SS)^-1 W_S)`` (``W_S``: the weight
    rows of ``c``): the channel's contribution that the other channels cannot reproduce. A channel
-   that copies others costs 0, however large its weights (where filter norms mislead);
-3. that cost is divided by the consumer's output energy ``tr(theta^T G theta)``, so costs compare
-   across layers (a global cut removes the channels whose loss hurts their consumers least,
-   relative to what each consumer computes); a channel read by several consumers adds theirs;
+   that copies others costs 0, however large its weights (where filter norms mislead). Channels
+   are removed greedily, cheapest first, updating ``W`` and ``P`` after each removal (as Optimal
+   Brain Surgeon does), so two copies of one channel do not both look free: a channel's score is
+   the consumer's error once it and every channel before it in that order are gone, the
+   layer's error curve as a function of its cut;
+3. that error is divided by the consumer's output energy ``tr(theta^T G theta)``, so scores
+   compare across layers: a global threshold (or a MAC / parameter budget) cuts each layer
+   until its relative output error reaches the same level; a channel read by several
+   consumers adds theirs;
 4. a channel that reaches no such consumer (only non-linear or unknown ops) gets the highest
    score plus one, so it is removed last.
 
@@ -105,20 +110,42 @@ def _output_shape(layer: LinearLayer, x: np.ndarray) -> tuple[int, ...]:
 
 
 def channel_costs(layer: LinearLayer, gram: np.ndarray, ridge: float) -> np.ndarray:
-    """Cases 2-3: per input channel, the relative output error its removal leaves after a refit."""
+    """Cases 2-3: per input channel, the relative output error of the consumer when that channel
+    and every channel removed before it in the greedy order are gone (and the rest refitted)."""
     (theta,), bias = layer.read(ConstantEvaluator())
-    full = np.vstack([theta, bias[None, :]])
-    energy = float(np.sum(full * (gram @ full)))
+    weights = np.vstack([theta, bias[None, :]])
+    energy = float(np.sum(weights * (gram @ weights)))
     # a floor on the ridge keeps G invertible when channels are exact copies of each other
     reg = max(ridge, RIDGE_FLOOR) * float(np.mean(np.diag(gram)[:-1])) if len(gram) > 1 else 0.0
-    inv = np.linalg.pinv(gram + reg * np.diag(np.r_[np.ones(len(gram) - 1), 0.0]))
-    taps = layer.taps
-    costs = np.empty(layer.cin)
-    for c in range(layer.cin):
-        s = slice(c * taps, (c + 1) * taps)
-        block = np.linalg.pinv(inv[s, s])
-        costs[c] = float(np.sum(theta[s] * (block @ theta[s])))
-    return costs / energy if energy > 0 else costs
+    inverse = np.linalg.pinv(gram + reg * np.diag(np.r_[np.ones(len(gram) - 1), 0.0]))
+    steps = greedy_removal(inverse, weights, layer.cin, layer.taps)
+    return steps / energy if energy > 0 else steps
+
+
+def greedy_removal(
+    inverse: np.ndarray, weights: np.ndarray, channels: int, taps: int
+) -> np.ndarray:
+    """Case 2, repeated: remove the cheapest channel, refit the others (``W -= P_:S P_SS^-1 W_S``,
+    ``P -= P_:S P_SS^-1 P_S:``), repeat. Returns, per channel, the summed cost of the removals up
+    to and including its own: the consumer's error curve along the order, which is what a global
+    threshold compares across layers."""
+    p, w = inverse.copy(), weights.copy()
+    left = list(range(channels))
+    total, cumulative = 0.0, np.zeros(channels)
+    for _ in range(channels):
+        idx = np.array([[c * taps + t for t in range(taps)] for c in left])
+        blocks = np.linalg.pinv(p[idx[:, :, None], idx[:, None, :]])  # [n, taps, taps]
+        ws = w[idx]  # [n, taps, cout]
+        costs = np.einsum("nko,nkl,nlo->n", ws, blocks, ws)
+        best = int(np.argmin(costs))
+        s = idx[best]
+        step = p[:, s] @ blocks[best]
+        w -= step @ w[s]
+        p -= step @ p[s, :]
+        total += max(float(costs[best]), 0.0)
+        cumulative[left[best]] = total
+        left.pop(best)
+    return cumulative
 
 
 def data_importances(

@@ -179,3 +179,23 @@ def test_cli_target_accuracy_drop_needs_eval_data(tmp_path: Path) -> None:
     r = _cli("prune", tmp_path / "m.onnx", "-o", tmp_path / "p.onnx", "--calibration", path,
              "--target-accuracy-drop", "2", "--ratio", "0.3")  # fmt: skip
     assert r.exit_code == 2 and "give only one of --ratio, --target-accuracy-drop" in r.stderr
+
+
+def test_greedy_removal_follows_the_least_squares_error() -> None:
+    """After each removal the summed cost equals the error of the best refit of what is left."""
+    from onnxrecede.selection import greedy_removal
+
+    rng = np.random.default_rng(7)
+    a = np.hstack([rng.normal(size=(200, 5)), np.ones((200, 1))])
+    a[:, 4] = a[:, 1] * 2 + 0.05 * rng.normal(size=200)  # nearly a copy of channel 1
+    w = rng.normal(size=(6, 3))
+    y = a @ w
+    cumulative = greedy_removal(np.linalg.inv(a.T @ a), w, channels=5, taps=1)
+    order = np.argsort(cumulative)
+    for k in range(1, 6):
+        kept = [c for c in range(5) if c not in order[:k]] + [5]
+        fit = np.linalg.lstsq(a[:, kept], y, rcond=None)[0]
+        error = float(np.sum((a[:, kept] @ fit - y) ** 2))
+        assert cumulative[order[k - 1]] == pytest.approx(error, rel=1e-6, abs=1e-9)
+    assert set(order[:1]) <= {1, 4}  # one of the near-copies goes first, the other not second
+    assert not {int(order[0]), int(order[1])} == {1, 4}
