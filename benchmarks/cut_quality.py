@@ -33,12 +33,12 @@ import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 
 from onnxrecede import api  # noqa: E402
-from onnxrecede.criteria import compute_importances  # noqa: E402
-from onnxrecede.data import input_specs, open_samples  # noqa: E402
-from onnxrecede.evaluate import evaluate  # noqa: E402
-from onnxrecede.model_io import load_model  # noqa: E402
-from onnxrecede.repair import RepairOptions  # noqa: E402
-from tests.quality.digits_model import export, train  # noqa: E402
+from onnxrecede.data.sources import input_specs, open_samples  # noqa: E402
+from onnxrecede.importance.criteria import compute_importances  # noqa: E402
+from onnxrecede.io.model_files import load_model  # noqa: E402
+from onnxrecede.repair.steps import RepairOptions  # noqa: E402
+from onnxrecede.runtime.evaluate import evaluate  # noqa: E402
+from tests.models.digits_model import export, train  # noqa: E402
 
 METHODS = ("plain", "compensate", "reconstruct")
 

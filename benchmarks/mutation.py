@@ -51,9 +51,9 @@ sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402
 
-from onnxrecede import runtime  # noqa: E402
 from onnxrecede.engine import registry, verify  # noqa: E402
 from onnxrecede.engine.registry import Rule  # noqa: E402
+from onnxrecede.runtime import session as runtime  # noqa: E402
 
 #: the fast-suite subset the mutants are run against (the fuzz test is left out: the handmade
 #: tests must catch every mutant on their own; it runs in ``make test`` all the same)

@@ -125,7 +125,7 @@ def _ort_accuracy(path: Path, bundle: Any) -> float:
 
 
 def _save(path: Path, doc: dict) -> None:
-    from onnxrecede._io import atomic_write_text
+    from onnxrecede.io.outputs import atomic_write_text
 
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
@@ -278,7 +278,7 @@ def _normalised_cuts(work: Path, bundle: Any, scope: str) -> dict[str, Any]:
     their layer's maximum (a layer whose channels all receded together keeps its best ones)."""
     import onnxrecede
     from onnxrecede.errors import OnnxRecedeError
-    from onnxrecede.importances import load_importances, save_importances
+    from onnxrecede.importance.file_format import load_importances, save_importances
 
     imp = load_importances(work / "imp.json")
     scores = {k: v / max(float(v.max()), 1e-12) for k, v in imp.scores.items()}
@@ -467,7 +467,7 @@ def write_report(args: argparse.Namespace, units: list[dict], wall: float, stem:
                 lines.append(f"| {model}, {data} | {method} | {a} | {b5} | {b9} |")
     lines += ["", f"Histograms: `{stem.with_suffix('.png').name}`."]
     atomic = stem.with_suffix(".md")
-    from onnxrecede._io import atomic_write_text
+    from onnxrecede.io.outputs import atomic_write_text
 
     atomic_write_text(atomic, "\n".join(lines) + "\n")
 

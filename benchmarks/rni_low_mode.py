@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onnxrecede._io import atomic_write_text
+from onnxrecede.io.outputs import atomic_write_text
 from onnxrecede.train.bounded_bn import bounded_modules
 from onnxrecede.train.data import load_data, num_train_batches
 from onnxrecede.train.loop import TrainConfig, bimodality_coefficient, evaluate, fit

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python benchmarks/rounding.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    from onnxrecede._io import atomic_write_text
+    from onnxrecede.io.outputs import atomic_write_text
 
     atomic_write_text(
         args.out / "rounding-cpu.json", json.dumps({**meta, "rows": rows}, indent=2) + "\n"

@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))  # tests.models: the engine's test architectures
 
 from onnxrecede.bench import BenchOptions, compare  # noqa: E402
 from onnxrecede.bench.driver import cpu_name  # noqa: E402
-from onnxrecede.cost import count_cost  # noqa: E402
-from onnxrecede.runtime import ProviderUnavailableError, import_ort, provider_session  # noqa: E402
+from onnxrecede.engine.cost import count_cost  # noqa: E402
+from onnxrecede.runtime.session import ProviderUnavailableError, import_ort, provider_session  # noqa: E402
 
 RATIOS = (0.3, 0.5, 0.7)
 RESULTS = ROOT / "benchmarks" / "results"
@@ -396,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if not args.cost_only:
         args.out.mkdir(parents=True, exist_ok=True)
-        from onnxrecede._io import atomic_write_text
+        from onnxrecede.io.outputs import atomic_write_text
 
         atomic_write_text(
             args.out / "speedup-cpu.json", json.dumps({**meta, "rows": rows}, indent=2) + "\n"

@@ -19,11 +19,11 @@ from onnxrecede_cli.common import (
     tolerance_options,
 )
 
-from onnxrecede._io import atomic_write_text
 from onnxrecede.bench import BenchOptions, BenchResult, benchmark, format_comparison
 from onnxrecede.bench.gate import EXIT_TOO_SLOW, check_speedup
 from onnxrecede.errors import InputError
-from onnxrecede.runtime import parse_shape_specs
+from onnxrecede.io.outputs import atomic_write_text
+from onnxrecede.runtime.session import parse_shape_specs
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -152,7 +152,7 @@ def bench(
         raise InputError("--fail-below needs two models: a reference and a candidate")
     if inputs is not None and batch != "1":
         raise InputError("--inputs fixes the batch by its arrays; drop --batch")
-    from onnxrecede.paths import model_reads
+    from onnxrecede.io.paths import model_reads
 
     reads = [r for m in models for r in model_reads(m)]
     guard_paths([*reads, ("--inputs", inputs)], [("--json", json_out)])

@@ -133,7 +133,7 @@ def guard_paths(
     writes: list[tuple[str, str | os.PathLike[str] | None]],
 ) -> None:
     """Before any work: refuse writes that would touch a read or another write (exit 2)."""
-    from onnxrecede.paths import check_paths
+    from onnxrecede.io.paths import check_paths
 
     check_paths(
         [(r, p) for r, p in reads if p is not None and p != "-"],

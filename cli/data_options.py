@@ -70,7 +70,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 def pop_image_options(kwargs: dict[str, Any]) -> Any:
     """Remove the image options from a command's keyword arguments; the ImageOptions."""
-    from onnxrecede.data import ImageOptions
+    from onnxrecede.data.sources import ImageOptions
 
     size = _size(kwargs.pop("image_size"))
     mean = _floats(kwargs.pop("mean"), "--mean") or (0.0,)

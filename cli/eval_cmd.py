@@ -42,7 +42,7 @@ def eval_cmd(model: str, data: str, batch_size: int, limit: int | None, output_n
           --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --json
     """
     setup_logging(quiet=quiet)
-    from onnxrecede.evaluate import evaluate
+    from onnxrecede.runtime.evaluate import evaluate
 
     if batch_size < 1:
         raise InputError(f"--batch must be at least 1, got {batch_size}")

@@ -102,9 +102,9 @@ def importances(
       onnxrecede prune model.onnx -i imp.json -o pruned.onnx --target-macs 0.5
     """
     setup_logging(quiet=quiet)
-    from onnxrecede.criteria import compute_importances
-    from onnxrecede.importances import save_importances
-    from onnxrecede.model_io import load_model
+    from onnxrecede.importance.criteria import compute_importances
+    from onnxrecede.importance.file_format import save_importances
+    from onnxrecede.io.model_files import load_model
 
     if calibration is not None and calibration_images is not None:
         raise InputError("give either --calibration or --calibration-images, not both")
@@ -113,7 +113,7 @@ def importances(
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
     data = calibration or (f"folder:{calibration_images}" if calibration_images else None)
-    from onnxrecede.paths import data_reads, model_reads
+    from onnxrecede.io.paths import data_reads, model_reads
 
     guard_paths([*model_reads(model), *data_reads(data, "calibration data")], [("-o", output)])
     image = pop_image_options(image_kwargs)

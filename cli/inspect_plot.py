@@ -19,8 +19,8 @@ def plot_importances(
     as_json: bool,
 ) -> None:
     """Draw the histogram to ``plot_path`` (or as text); the summary goes to stdout."""
-    from onnxrecede.paths import model_reads
-    from onnxrecede.plot import PLOT_HINT, histogram_data, save_plot, text_histogram
+    from onnxrecede.io.paths import model_reads
+    from onnxrecede.report.plot import PLOT_HINT, histogram_data, save_plot, text_histogram
 
     if importances is None:
         raise InputError(

@@ -173,10 +173,10 @@ def prune(
     """
     setup_logging(quiet=quiet)
     from onnxrecede import api
-    from onnxrecede._io import Outputs
-    from onnxrecede.paths import model_reads
-    from onnxrecede.reports import format_prune
-    from onnxrecede.runtime import parse_shape_specs
+    from onnxrecede.io.outputs import Outputs
+    from onnxrecede.io.paths import model_reads
+    from onnxrecede.report.reports import format_prune
+    from onnxrecede.runtime.session import parse_shape_specs
 
     if fail_below is not None and not run_bench:
         raise InputError("--fail-below needs --bench")
@@ -305,7 +305,7 @@ def inspect_cmd(
     """
     setup_logging(quiet=True)
     from onnxrecede import api
-    from onnxrecede.reports import format_inspect
+    from onnxrecede.report.reports import format_inspect
 
     if not os.path.exists(model):
         raise InputError(f"model file not found: {model}")

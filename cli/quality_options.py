@@ -73,8 +73,8 @@ class Quality:
         """Both accuracies, or None without ``--eval-data``."""
         if self.eval_data is None:
             return None
-        from onnxrecede.data import input_specs, open_samples
-        from onnxrecede.evaluate import evaluate
+        from onnxrecede.data.sources import input_specs, open_samples
+        from onnxrecede.runtime.evaluate import evaluate
 
         samples = open_samples(self.eval_data, input_specs(model), image=self.image,
                                limit=self.eval_limit)  # fmt: skip
@@ -91,7 +91,7 @@ class Quality:
 
     def accuracy_search(self, steps: int) -> Any:
         """What ``--target-accuracy-drop`` evaluates on (checked when it is given)."""
-        from onnxrecede.accuracy_search import AccuracySearch
+        from onnxrecede.policy.accuracy_search import AccuracySearch
 
         return AccuracySearch(self.eval_data, steps, limit=self.eval_limit, batch_size=self.batch,
                               image=self.image)  # fmt: skip
@@ -128,7 +128,7 @@ def pop_quality_options(kwargs: dict[str, Any], data_driven: bool = False) -> Qu
     """Remove the cut-quality options from ``prune``'s keyword arguments and check them.
 
     ``data_driven``: no importances were given, so ``--calibration`` chooses the channels."""
-    from onnxrecede.repair import RepairOptions
+    from onnxrecede.repair.steps import RepairOptions
 
     image = pop_image_options(kwargs)
     calibration = kwargs.pop("calibration")

@@ -16,7 +16,7 @@ import click
 from onnxrecede_cli.common import FINITE, echo_json, guard_paths, handle_errors, setup_logging
 
 from onnxrecede.errors import InputError
-from onnxrecede.paths import Role, data_reads
+from onnxrecede.io.paths import Role, data_reads
 
 
 def _need_torch() -> None:

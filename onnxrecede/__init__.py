@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from onnxrecede import _deprecated
 from onnxrecede.errors import (
     AccuracyDropError,
     ImportancesError,
@@ -15,7 +16,7 @@ from onnxrecede.errors import (
     RuntimeUnavailableError,
     VerificationError,
 )
-from onnxrecede.importances import Importances, load_importances, save_importances
+from onnxrecede.importance.file_format import Importances, load_importances, save_importances
 
 __all__ = [
     "AccuracyDropError",
@@ -31,11 +32,11 @@ __all__ = [
 ]
 
 from onnxrecede.api import inspect, prune  # noqa: E402
-from onnxrecede.cost import Cost, count_cost  # noqa: E402
-from onnxrecede.data import ImageOptions, Samples, open_samples  # noqa: E402
-from onnxrecede.model_io import load_model, save_model  # noqa: E402
-from onnxrecede.repair import RepairOptions  # noqa: E402
-from onnxrecede.reports import InspectReport, PruneReport  # noqa: E402
+from onnxrecede.data.sources import ImageOptions, Samples, open_samples  # noqa: E402
+from onnxrecede.engine.cost import Cost, count_cost  # noqa: E402
+from onnxrecede.io.model_files import load_model, save_model  # noqa: E402
+from onnxrecede.repair.steps import RepairOptions  # noqa: E402
+from onnxrecede.report.reports import InspectReport, PruneReport  # noqa: E402
 
 __all__ += [
     "Cost",
@@ -51,3 +52,6 @@ __all__ += [
     "prune",
     "save_model",
 ]
+
+# Old module paths (before the subpackages) keep working for one release, with a warning.
+_deprecated.install()

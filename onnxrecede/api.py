@@ -13,22 +13,22 @@ from typing import Any, Literal
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede import streamio
-from onnxrecede._io import Outputs
-from onnxrecede.cost import count_cost
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.budget import build_cost_model
+from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
-from onnxrecede.importances import Importances, load_importances, resolve_importances
-from onnxrecede.model_io import ModelSource, load_model, write_model_files
-from onnxrecede.repair import CutRepair, RepairOptions
-from onnxrecede.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
-from onnxrecede.runtime import check_shape_specs, check_tolerances
+from onnxrecede.importance.file_format import Importances, load_importances, resolve_importances
+from onnxrecede.io import stream as streamio
+from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
+from onnxrecede.io.outputs import Outputs
+from onnxrecede.repair.steps import CutRepair, RepairOptions
+from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
+from onnxrecede.runtime.session import check_shape_specs, check_tolerances
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _choose_plan(
     before: Any,
 ) -> tuple[Plan, Policy, dict[str, Any]]:
     """The plan for a fixed policy, ``ratio="auto"``, or a MAC / params target."""
-    from onnxrecede.engine import targets
+    from onnxrecede.policy import targets
 
     if ratio == "auto":
         cut = targets.auto_threshold(
@@ -186,10 +186,10 @@ def prune(
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
 
     ``importances=None`` chooses the channels from ``repair.calibration`` (what removing each
-    costs its consumers after a least-squares refit: :mod:`onnxrecede.selection`) and
+    costs its consumers after a least-squares refit: :mod:`onnxrecede.importance.selection`) and
     reconstructs the cut on the same samples. ``allocate="sensitivity"`` keeps the order of
     ``importances`` inside each layer but lets those data costs decide how many channels each
-    layer loses (:func:`onnxrecede.selection.allocate_by_sensitivity`); it reconstructs too.
+    layer loses (:func:`onnxrecede.importance.selection.allocate_by_sensitivity`); it reconstructs too.
 
     How much is removed, exactly one of (``ratio=0.5`` when none is given):
 
@@ -198,7 +198,7 @@ def prune(
     - ``threshold``: remove channels whose importance is below it;
     - ``target_macs`` / ``target_params``: keep at most this fraction of the MACs / params;
     - ``target_accuracy_drop``: the largest MAC cut whose measured top-1 drop on
-      ``accuracy_search.eval_data`` stays within this many points (:mod:`onnxrecede.accuracy_search`);
+      ``accuracy_search.eval_data`` stays within this many points (:mod:`onnxrecede.policy.accuracy_search`);
     - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
       (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
 
@@ -226,7 +226,7 @@ def prune(
     if len(given) > 1:
         raise InputError(f"give only one of {', '.join(given)}")
     if target_accuracy_drop is not None:  # bisection on MACs, each step evaluated
-        from onnxrecede.accuracy_search import AccuracySearch, prune_to_accuracy
+        from onnxrecede.policy.accuracy_search import AccuracySearch, prune_to_accuracy
 
         return prune_to_accuracy(
             prune, model, importances, target_accuracy_drop,
@@ -235,7 +235,7 @@ def prune(
             input_shapes=input_shapes, atol=atol, rtol=rtol, repair=repair, allocate=allocate,
         )  # fmt: skip
     if target_speedup is not None:
-        from onnxrecede.speedup_search import prune_to_speedup
+        from onnxrecede.policy.speedup import prune_to_speedup
 
         if importances is None:
             raise InputError("--target-speedup needs -i IMPORTANCES")
@@ -261,12 +261,12 @@ def prune(
     analysis = analyze(m, progress)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     if imp is None:  # channels chosen from the calibration data, then reconstructed
-        from onnxrecede.selection import from_calibration
+        from onnxrecede.importance.selection import from_calibration
 
         imp, repair = from_calibration(analysis, repair, progress)
     scores = _scores(m, imp)
     if allocate == "sensitivity" and imp.producer.get("criterion") != "data":
-        from onnxrecede.selection import allocate_by_sensitivity, from_calibration
+        from onnxrecede.importance.selection import allocate_by_sensitivity, from_calibration
 
         costs, repair = from_calibration(analysis, repair, progress)
         scores = allocate_by_sensitivity(scores, _scores(m, costs))

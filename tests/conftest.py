@@ -51,3 +51,8 @@ def handmade_path(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], P
         return cache[name]
 
     return get
+
+
+# Session fixtures shared by several test folders (tests/ mirrors the package tree).
+from tests.fixtures.digits import digits_model  # noqa: E402, F401
+from tests.fixtures.large_models import large_path  # noqa: E402, F401

@@ -11,9 +11,10 @@ import pytest
 from onnx import numpy_helper
 
 import onnxrecede
-from onnxrecede import api, streamio
+from onnxrecede import api
 from onnxrecede.errors import VerificationError
-from onnxrecede.model_io import load_model
+from onnxrecede.io import stream as streamio
+from onnxrecede.io.model_files import load_model
 from tests.models import large_activations
 
 pytest.importorskip("onnxruntime")

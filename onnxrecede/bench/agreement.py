@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxrecede.runtime import check_tolerances, compare_outputs
+from onnxrecede.runtime.session import check_tolerances, compare_outputs
 
 
 @dataclasses.dataclass(frozen=True)

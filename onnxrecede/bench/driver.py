@@ -26,9 +26,9 @@ from onnxrecede.bench.result import (
 )
 from onnxrecede.bench.stats import LatencyStats, speedup_interval
 from onnxrecede.bench.timing import DeviceRunner, HostRunner, Progress, Runner, measure_interleaved
-from onnxrecede.cost import count_cost
+from onnxrecede.engine.cost import count_cost
 from onnxrecede.errors import InputError, RuntimeUnavailableError
-from onnxrecede.runtime import ProviderUnavailableError, import_ort, provider_session
+from onnxrecede.runtime.session import ProviderUnavailableError, import_ort, provider_session
 
 logger = logging.getLogger(__name__)
 

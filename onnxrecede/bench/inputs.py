@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from onnxrecede.errors import InputError
-from onnxrecede.runtime import _ORT_DTYPES, random_inputs, resolve_input_shape
+from onnxrecede.runtime.session import _ORT_DTYPES, random_inputs, resolve_input_shape
 
 
 def check_same_inputs(reference: Any, candidate: Any, candidate_path: str) -> None:

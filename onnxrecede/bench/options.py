@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from onnxrecede.errors import InputError
-from onnxrecede.runtime import check_tolerances, provider_full_name
+from onnxrecede.runtime.session import check_tolerances, provider_full_name
 
 DEFAULT_SECONDS = 5.0
 #: Fewest timed runs per model, even when ``seconds`` runs out first.

@@ -7,7 +7,7 @@ from typing import Any
 
 from onnxrecede.bench.agreement import Agreement
 from onnxrecede.bench.stats import LatencyStats, Speedup
-from onnxrecede.cost import Cost
+from onnxrecede.engine.cost import Cost
 
 SCHEMA = "onnxrecede-bench/1"
 

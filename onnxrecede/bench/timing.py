@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from onnxrecede.bench.options import MIN_RUNS
-from onnxrecede.runtime import import_ort
+from onnxrecede.runtime.session import import_ort
 
 Progress = Callable[[str, int, int], None]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede import cost as cost_mod
+from onnxrecede.engine import cost as cost_mod
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.spaces import ChannelView
 

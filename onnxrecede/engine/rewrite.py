@@ -27,7 +27,7 @@ from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.engine.rules.elementwise import UNARY_OPS
-from onnxrecede.streamio import ZeroedTensor
+from onnxrecede.io.stream import ZeroedTensor
 
 logger = logging.getLogger(__name__)
 

@@ -39,9 +39,10 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from onnxrecede import runtime, streamio
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.errors import RuntimeUnavailableError, VerificationError
+from onnxrecede.io import stream as streamio
+from onnxrecede.runtime import session as runtime
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from onnxrecede._io import atomic_dir
 from onnxrecede.errors import InputError
+from onnxrecede.io.outputs import atomic_dir
 from onnxrecede.train.bounded_bn import swap_to_bounded
 from onnxrecede.train.models import build_model
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onnxrecede.data import cifar_arrays
+from onnxrecede.data.sources import cifar_arrays
 from onnxrecede.errors import InputError
 from onnxrecede.train.synthetic import make_synthetic
 
@@ -238,7 +238,7 @@ def load_data(spec: str, val_fraction: float = 0.1, seed: int = 0) -> DataBundle
 
 def load_digits_bundle(arg: str = "") -> DataBundle:
     """``--data digits``: the fixed splits of :mod:`onnxrecede.digits`, float images in [0, 1]."""
-    from onnxrecede.digits import NUM_CLASSES, load_digits_split
+    from onnxrecede.data.digits import NUM_CLASSES, load_digits_split
 
     if arg:
         raise InputError(f"--data digits takes no argument, got 'digits:{arg}'")

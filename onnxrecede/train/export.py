@@ -38,10 +38,15 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
-from onnxrecede._io import atomic_dir
 from onnxrecede.errors import ImportancesError, InputError
-from onnxrecede.importances import KeyIndex, load_importances, resolve_importances, save_importances
-from onnxrecede.model_io import EXTERNAL_DATA_THRESHOLD
+from onnxrecede.importance.file_format import (
+    KeyIndex,
+    load_importances,
+    resolve_importances,
+    save_importances,
+)
+from onnxrecede.io.model_files import EXTERNAL_DATA_THRESHOLD
+from onnxrecede.io.outputs import atomic_dir
 from onnxrecede.train.bounded_bn import swap_to_standard
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Any
 
 from torch import nn
 
-from onnxrecede._io import atomic_write_text
 from onnxrecede.errors import InputError
+from onnxrecede.io.outputs import atomic_write_text
 from onnxrecede.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from onnxrecede.train.cut import (
     ModuleCut,

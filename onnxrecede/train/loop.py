@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from onnxrecede._io import atomic_write_text
 from onnxrecede.errors import InputError
+from onnxrecede.io.outputs import atomic_write_text
 from onnxrecede.train import ddp
 from onnxrecede.train.bounded_bn import swap_to_bounded
 from onnxrecede.train.checkpoint import load_checkpoint, save_checkpoint

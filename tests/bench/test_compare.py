@@ -10,9 +10,9 @@ import onnx
 import pytest
 
 from onnxrecede.bench import BenchOptions, benchmark, compare, format_comparison, model_file_size
-from onnxrecede.cost import count_cost
+from onnxrecede.engine.cost import count_cost
 from onnxrecede.errors import InputError, RuntimeUnavailableError
-from onnxrecede.runtime import ProviderUnavailableError
+from onnxrecede.runtime.session import ProviderUnavailableError
 from tests.bench import models
 
 FAST = {"runs": 3, "warmup": 1, "bootstrap": 50}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from onnxrecede.bench import BenchOptions, compare
-from onnxrecede.runtime import ProviderUnavailableError, provider_session
+from onnxrecede.runtime.session import ProviderUnavailableError, provider_session
 
 
 def _skip_unless(provider: str, model: Path) -> None:

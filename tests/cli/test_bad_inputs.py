@@ -208,7 +208,7 @@ def test_min_channels_above_every_group_says_nothing_was_removed(work: Path) -> 
 
 
 def test_full_disk_names_the_users_path(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from onnxrecede import streamio
+    from onnxrecede.io import stream as streamio
 
     def full(model, path, *args, **kwargs):
         Path(path).write_bytes(b"partial")
@@ -225,7 +225,7 @@ def test_full_disk_names_the_users_path(work: Path, monkeypatch: pytest.MonkeyPa
 
 def test_report_failure_leaves_no_model(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outputs are committed together: a report that cannot be written keeps the model out too."""
-    from onnxrecede import _io
+    from onnxrecede.io import outputs as _io
 
     real = _io.Outputs.write_text
 
@@ -244,7 +244,7 @@ def test_report_failure_leaves_no_model(work: Path, monkeypatch: pytest.MonkeyPa
 
 SITECUSTOMIZE = """
 import os, signal
-from onnxrecede import streamio
+from onnxrecede.io import stream as streamio
 
 # pytest-xdist workers ignore SIGINT, and an ignored signal stays ignored across exec: give the
 # command Python's usual handler, as it has when started from a shell

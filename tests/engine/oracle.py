@@ -19,8 +19,8 @@ import onnxruntime as ort
 from onnxrecede.engine.analysis import analyze
 from onnxrecede.engine.plan import Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers
-from onnxrecede.importances import load_importances, resolve_importances
-from onnxrecede.model_io import load_model
+from onnxrecede.importance.file_format import load_importances, resolve_importances
+from onnxrecede.io.model_files import load_model
 
 
 def _payload(model: ir.Model | onnx.ModelProto | Path | str) -> bytes | str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxrecede.cost import count_cost
+from onnxrecede.engine.cost import count_cost
 from tests.engine.rules.helpers import sandwich
 from tests.models.handmade import GraphBuilder
 

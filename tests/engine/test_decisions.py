@@ -9,8 +9,8 @@ from onnxrecede.engine.analysis import analyze
 from onnxrecede.engine.plan import Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.spaces import ChannelView
-from onnxrecede.importances import load_importances, resolve_importances
-from onnxrecede.model_io import load_model
+from onnxrecede.importance.file_format import load_importances, resolve_importances
+from onnxrecede.io.model_files import load_model
 from tests.engine.fuzz_graphs import build, random_importances
 from tests.engine.oracle import assert_close, run
 

@@ -10,7 +10,7 @@ from onnx import helper, numpy_helper
 
 from onnxrecede.api import REPORTED_PRODUCERS
 from onnxrecede.engine import registry
-from onnxrecede.importances import CHANNEL_OPS, channel_count
+from onnxrecede.importance.file_format import CHANNEL_OPS, channel_count
 
 
 def _node(op: str, weight_shape: tuple[int, ...], **attrs: int) -> ir.Node:

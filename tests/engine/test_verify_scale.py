@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 
 import onnxrecede
-from onnxrecede import api, runtime
+from onnxrecede import api
 from onnxrecede.engine.analysis import analyze
 from onnxrecede.engine.plan import Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.verify import verify, write_scratch
 from onnxrecede.errors import InputError, VerificationError
-from onnxrecede.importances import load_importances
-from onnxrecede.model_io import load_model
+from onnxrecede.importance.file_format import load_importances
+from onnxrecede.io.model_files import load_model
+from onnxrecede.runtime import session as runtime
 from tests.models import large_activations
 
 pytest.importorskip("onnxruntime")

@@ -18,7 +18,7 @@ import onnxrecede
 from onnxrecede.engine.analysis import analyze
 from onnxrecede.engine.plan import Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers
-from onnxrecede.importances import load_importances, resolve_importances
+from onnxrecede.importance.file_format import load_importances, resolve_importances
 from tests.engine.oracle import assert_close, run
 from tests.models.golden import SEED, assert_matches_golden
 from tests.models.handmade import HANDMADE

@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxrecede_cli.main import main
 
 import onnxrecede
-from onnxrecede import speedup_search
-from onnxrecede.cost import count_cost
+from onnxrecede.engine.cost import count_cost
+from onnxrecede.policy import speedup as speedup_search
 
 
 def _run(args):

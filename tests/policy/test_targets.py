@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from onnxrecede_cli.main import main
 
 import onnxrecede
-from onnxrecede.criteria import compute_importances
 from onnxrecede.engine.analysis import analyze
-from onnxrecede.engine.targets import UnreachableTargetError, prunable_importances
-from onnxrecede.importances import save_importances
-from onnxrecede.model_io import load_model
+from onnxrecede.importance.criteria import compute_importances
+from onnxrecede.importance.file_format import save_importances
+from onnxrecede.io.model_files import load_model
+from onnxrecede.policy.targets import UnreachableTargetError, prunable_importances
 
 ZOO = [
     ("resnet_bottleneck", "dynamo"),
@@ -108,7 +108,7 @@ def test_round_to_on_zoo_models(scope, zoo_path, tmp_path):
         imp = _l1(path, tmp_path)
         pruned, report = onnxrecede.prune(path, imp, ratio=0.6, round_to=4, scope=scope)
         sizes = _out_channels(onnx.load(str(path)))
-        after = _out_channels(onnxrecede.model_io.ir.to_proto(pruned))
+        after = _out_channels(onnxrecede.io.model_files.ir.to_proto(pruned))
         assert report.removed_channels, name
         for node, gone in report.removed_channels.items():
             assert (sizes[node] - len(gone)) % 4 == 0, (name, node, sizes[node], len(gone))
@@ -187,7 +187,7 @@ def test_ratio_auto_removes_the_low_mode(large_path, tmp_path):
     model = load_model(path)
     analysis = analyze(model)
     from onnxrecede.api import _scores
-    from onnxrecede.importances import load_importances
+    from onnxrecede.importance.file_format import load_importances
 
     values = prunable_importances(analysis, _scores(model, load_importances(imp)), "max")
     low_mode = int((values < 0.01).sum())

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from onnxrecede import digits  # noqa: E402
+from onnxrecede.data import digits  # noqa: E402
 from onnxrecede.errors import InputError  # noqa: E402
 
 

@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 import onnx_ir as ir  # noqa: E402
 
 from onnxrecede.errors import InputError  # noqa: E402
-from onnxrecede.importances import load_importances, resolve_importances  # noqa: E402
+from onnxrecede.importance.file_format import load_importances, resolve_importances  # noqa: E402
 from onnxrecede.train.bounded_bn import swap_to_bounded  # noqa: E402
 from onnxrecede.train.export import export_checkpoint, export_model, importances_to_export  # noqa: E402
 from onnxrecede.train.models import build_model  # noqa: E402

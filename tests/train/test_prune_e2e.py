@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 import onnxrecede  # noqa: E402
-from onnxrecede.importances import load_importances  # noqa: E402
+from onnxrecede.importance.file_format import load_importances  # noqa: E402
 from onnxrecede.train.data import load_data, normalize  # noqa: E402
 from onnxrecede.train.export import export_model, importances_to_export  # noqa: E402
 from onnxrecede.train.loop import TrainConfig, fit  # noqa: E402

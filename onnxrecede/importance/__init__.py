@@ -1,0 +1,1 @@
+"""Importances: the file format (keys, validation, resolution) and the criteria that compute them."""

@@ -1,0 +1,1 @@
+"""Choosing the plan: computed thresholds (auto, MAC/param targets) and the speedup search."""

@@ -1,0 +1,1 @@
+"""What prune and inspect return, their text formatting, and importance plots."""

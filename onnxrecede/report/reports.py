@@ -1,0 +1,248 @@
+"""What prune and inspect return: plain dataclasses with ``to_dict`` and a text table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GroupSummary:
+    id: int
+    size: int
+    status: str  # "pruned" | "kept" | "blocked" | "unscored"
+    removed: int
+    producers: list[str]
+    members: list[str]
+    barriers: list[dict[str, str]]
+    importance: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "size": self.size,
+            "status": self.status,
+            "removed": self.removed,
+            "producers": self.producers,
+            "members": self.members,
+            "barriers": self.barriers,
+            "importance": self.importance,
+        }
+
+
+@dataclass
+class PruneReport:
+    """Result of :func:`onnxrecede.prune`."""
+
+    policy: dict[str, Any]
+    removed_channels: dict[str, list[int]]
+    groups: list[GroupSummary]
+    channels_prunable: int
+    channels_removed: int
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    verification: dict[str, Any] | None = None
+    restored_for_minimum: int = 0
+    unused_keys: list[str] = field(default_factory=list)
+    output: str | None = None
+    #: why no channel was removed (None when some were)
+    nothing_removed: str | None = None
+    repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
+
+    @property
+    def groups_pruned(self) -> list[GroupSummary]:
+        return [g for g in self.groups if g.status == "pruned"]
+
+    @property
+    def groups_blocked(self) -> list[GroupSummary]:
+        return [g for g in self.groups if g.status == "blocked"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "policy": self.policy,
+            "removed_channels": self.removed_channels,
+            "channels": {
+                "prunable": self.channels_prunable,
+                "removed": self.channels_removed,
+                "restored_for_minimum": self.restored_for_minimum,
+            },
+            "groups_pruned": [g.to_dict() for g in self.groups_pruned],
+            "groups_blocked": [g.to_dict() for g in self.groups_blocked],
+            "groups_other": [g.to_dict() for g in self.groups if g.status in ("kept", "unscored")],
+            "params": {"before": self.params_before, "after": self.params_after},
+            "macs": {"before": self.macs_before, "after": self.macs_after},
+            "verification": self.verification,
+            "unused_keys": self.unused_keys,
+            "nothing_removed": self.nothing_removed,
+            "repair": self.repair,
+        }
+
+
+def why_nothing_removed(groups: list[GroupSummary], min_channels: int) -> str | None:
+    """Why a prune removed no channel at all, or None when it removed some."""
+    if any(g.removed for g in groups):
+        return None
+    open_groups = [g for g in groups if g.status in ("pruned", "kept")]
+    if not open_groups:
+        if any(g.status == "blocked" for g in groups):
+            return (
+                "every group the importances score is blocked by a barrier "
+                "(see the blocked groups and their reasons)"
+            )
+        return "no importances key scores a prunable group (see `onnxrecede inspect`)"
+    largest = max(g.size for g in open_groups)
+    if min_channels >= largest:
+        return (
+            f"--min-channels {min_channels} is at least the size of every prunable group "
+            f"(the largest has {largest} channels); lower --min-channels"
+        )
+    return "the policy selects no channel for these importances; raise --ratio or --threshold"
+
+
+@dataclass
+class InspectReport:
+    """Result of :func:`onnxrecede.inspect`."""
+
+    groups: list[GroupSummary]
+    barriers: list[dict[str, str]]
+    params: int
+    macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [g.to_dict() for g in self.groups],
+            "barriers": self.barriers,
+            "params": self.params,
+            "macs": self.macs,
+        }
+
+
+def _pct(before: int, after: int) -> str:
+    return f"{100.0 * (before - after) / before:5.1f}%" if before else "  n/a"
+
+
+def _human(n: int) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+def _names(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" +{len(names) - limit}" if len(names) > limit else "")
+
+
+def format_prune(report: PruneReport) -> str:
+    lines = ["group  size  removed  producers"]
+    for g in report.groups_pruned:
+        lines.append(f"{g.id:>5}  {g.size:>4}  {g.removed:>7}  {_names(g.producers)}")
+    for g in report.groups_blocked:
+        why = g.barriers[0]
+        lines.append(
+            f"{g.id:>5}  {g.size:>4}  blocked  {_names(g.producers)}  "
+            f"[{why['op_type']} '{why['node']}': {why['reason']}]"
+        )
+    lines.append("")
+    lines.append(
+        f"channels removed: {report.channels_removed}/{report.channels_prunable} prunable  "
+        f"groups: {len(report.groups_pruned)} pruned, {len(report.groups_blocked)} blocked"
+    )
+    if report.nothing_removed:
+        lines.append(f"nothing was removed: {report.nothing_removed}")
+    lines.append(
+        f"params: {_human(report.params_before)} -> {_human(report.params_after)} "
+        f"(-{_pct(report.params_before, report.params_after).strip()})   "
+        f"MACs: {_human(report.macs_before)} -> {_human(report.macs_after)} "
+        f"(-{_pct(report.macs_before, report.macs_after).strip()})"
+    )
+    lines.extend(format_policy(report))
+    if report.repair:
+        from onnxrecede.repair.steps import format_repair
+
+        lines.extend(format_repair(report.repair))
+    if report.verification:
+        v = report.verification
+        diff = v.get("max_abs_diff")
+        lines.append(
+            f"verified: checker {v['checker']}, consistency {v['consistency']}, "
+            f"ORT run {v['ort_run']}, masked reference {v['masked_reference']}"
+            + (f" (max abs diff {diff:.2g}" if diff is not None else "")
+            + (
+                f", {v['max_rel_diff']:.2g} of the output scale"
+                if diff is not None and v.get("max_rel_diff") is not None
+                else ""
+            )
+            + (")" if diff is not None else "")
+        )
+    if report.output:
+        lines.append(f"wrote {report.output}")
+    return "\n".join(lines)
+
+
+def format_policy(report: PruneReport) -> list[str]:
+    """What an automatic or budgeted policy chose: auto threshold, target reached, curve."""
+    p = report.policy
+    lines = []
+    prunable = max(report.channels_prunable, 1)
+    if p.get("auto"):
+        a = p["auto"]
+        lines.append(
+            f"ratio auto: threshold {a['threshold']:.4g} at the valley between the modes "
+            f"{a['means'][0]:.3g} and {a['means'][1]:.3g} (Ashman's D {a['separation']:.2f} > "
+            f"{a['min_separation']:g}); removed {report.channels_removed}/{prunable} prunable "
+            f"channels ({100 * report.channels_removed / prunable:.1f}%)"
+        )
+    for metric, before, after in (
+        ("macs", report.macs_before, report.macs_after),
+        ("params", report.params_before, report.params_after),
+    ):
+        if p.get(f"target_{metric}") is not None and before:
+            where = (
+                f"threshold {p['threshold']:.4g}"
+                if p.get("threshold") is not None
+                else f"ratio {p.get('ratio', 0):.3f} per group"
+            )
+            lines.append(
+                f"target {metric}: at most {p[f'target_{metric}']:g} of the original, reached "
+                f"{after / before:.4f} ({where})"
+            )
+            skipped = p.get("search", {}).get("kept_below_threshold")
+            if skipped:
+                lines.append(
+                    f"  {skipped} channels below the threshold were kept: removing them would "
+                    "overshoot the budget by more than 10%"
+                )
+    search = p.get("speedup_search")
+    if search:
+        lines.append(f"speedup search ({search['rounds']} rounds, CPU, batch {search['batch']}):")
+        lines.append("  MACs    threshold   ms pruned  ms original  speedup")
+        for row in search["curve"]:
+            thr = "-" if row["threshold"] is None else f"{row['threshold']:.4g}"
+            mark = "  <- chosen" if row["target_macs"] == search["chosen_target_macs"] else ""
+            lines.append(
+                f"  {row['macs_fraction']:.3f}  {thr:>10}  {row['ms_pruned']:>9.3f}  "
+                f"{row['ms_reference']:>11.3f}  {row['speedup']:>6.2f}x{mark}"
+            )
+    if p.get("round_to", 1) > 1:
+        lines.append(f"every pruned group keeps a multiple of {p['round_to']} channels")
+    return lines
+
+
+def format_inspect(report: InspectReport) -> str:
+    lines = ["group  size  status     importance (min/median/max)  producers"]
+    for g in report.groups:
+        imp = g.importance
+        imp_s = f"{imp['min']:.3g}/{imp['median']:.3g}/{imp['max']:.3g}" if imp else "-"
+        lines.append(f"{g.id:>5}  {g.size:>4}  {g.status:<9}  {imp_s:<27}  {_names(g.producers)}")
+    if report.barriers:
+        lines.append("")
+        lines.append("barriers:")
+        for b in report.barriers:
+            lines.append(f"  {b['op_type']} '{b['node']}': {b['reason']}")
+    lines.append("")
+    lines.append(f"params: {_human(report.params)}   MACs: {_human(report.macs)}")
+    return "\n".join(lines)
