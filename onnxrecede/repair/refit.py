@@ -12,9 +12,12 @@ For every layer (:mod:`onnxrecede.repair.linear_layers`), in graph order:
    MatMul or 1x1 Conv) is fitted on the pool's *input* positions: ``W mean(x) + b`` equals
    ``mean(W x + b)``, so every spatial position is a row (the target is the original layer
    applied to the original pool input), instead of one row per sample;
-4. rows per layer: ``max(8192, 16 * unknowns)``, at most ``max_rows``, spread evenly over the
-   batches (seeded). Per batch the normal equations ``A^T A`` and ``A^T Y`` are accumulated with
-   matrix products (per group for grouped convs), in float64;
+4. rows per layer: ``max(8192, 16 * unknowns)``, at most ``max_rows``, drawn at random (seeded)
+   and evenly from the first calibration batches that hold 4 times as many positions (at least
+   2 batches; every batch for a Gemm or MatMul with one row per sample), so a conv layer's
+   refit runs the pruned model on part of the data only. Per batch the normal equations
+   ``A^T A`` and ``A^T Y`` are accumulated with matrix products (per group for grouped convs),
+   in float64;
 5. the solve per group: ``(A^T A + lambda I) theta = A^T Y`` with ``lambda = ridge *
    mean(diag(A^T A))`` (the bias is not penalised). A layer with fewer rows than unknowns per
    group is named in ``underdetermined`` (the ridge term then picks the solution);
@@ -46,6 +49,10 @@ Progress = Callable[[str, int, int], None]
 #: the fewest rows a layer is given (when the data has them), and rows per unknown
 MIN_ROWS = 8192
 ROWS_PER_UNKNOWN = 16
+#: a layer's rows are drawn from the first batches that hold this many times as many positions
+#: (at least MIN_BATCHES): the pruned model then runs on those batches only
+SPREAD = 4
+MIN_BATCHES = 2
 _RESHAPES = ("Flatten", "Reshape", "Squeeze")
 
 
@@ -59,6 +66,7 @@ class Task:
     target: str  #: tensor of the original model the targets are read from
     original: LinearLayer  #: the original node
     pooled: bool = False
+    batches: int = 0  #: how many of the calibration batches its rows come from (case 4)
     picks: list[np.ndarray] | None = None  #: per batch, the sampled flat positions
     shapes: list[tuple[int, ...]] | None = None  #: per batch, the output shape they index
     ys: list[np.ndarray] | None = None  #: per batch, the targets at those positions
@@ -203,7 +211,12 @@ def collect_targets(
             assert t.picks is not None and t.ys is not None and t.shapes is not None
             y = arrays[t.target][:n]
             positions = len(_channels_last(y)) if t.pooled else t.original.output_positions(y.shape)
-            take = min(positions, -(-_budget(t, options.max_rows) // total))
+            if done == 1:  # case 4: the batches this layer's rows come from
+                want = SPREAD * _budget(t, options.max_rows)
+                t.batches = min(total, max(MIN_BATCHES, -(-want // max(positions, 1))))
+            if done > t.batches:
+                continue
+            take = min(positions, -(-_budget(t, options.max_rows) // t.batches))
             rng = np.random.default_rng([options.seed, i, done])
             picks = np.sort(rng.choice(positions, size=take, replace=False))
             if t.pooled:
@@ -235,16 +248,17 @@ def refit_layer(
     assert task.picks is not None and task.ys is not None and task.shapes is not None
     probe = Probe(pruned, [task.source], include_outputs=False, needed_only=True)
     size = probe.fixed_batch or options.batch_size
-    total = samples.num_batches(size)
     g = layer.groups
     normal = Normal.empty(g, layer.unknowns - 1, layer.cout // g)
     for done, (batch, n) in enumerate(model_batches(samples, size, probe.fixed_batch), 1):
+        if done > task.batches:
+            break
         x = probe.run(batch.feeds)[task.source][:n]
         picks = task.picks[done - 1]
         a = _channels_last(x)[picks] if task.pooled else layer.rows(x, picks, task.shapes[done - 1])
         normal.add(a.astype(np.float64), task.ys[done - 1].astype(np.float64))
         if progress is not None:
-            progress(stage, done, total)
+            progress(stage, done, task.batches)
     task.picks = task.ys = task.shapes = None  # free the cached rows
     return _solve_and_write(pruned, task, normal, options)
 
