@@ -28,22 +28,23 @@ unnamed). Pair with reconstruction (:mod:`onnxrecede.repair.refit`): the cost as
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from onnxrecede.data.sources import Samples
+from onnxrecede.data.sources import Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.errors import InputError
 from onnxrecede.importance.file_format import Importances
+from onnxrecede.progress import Progress
 from onnxrecede.repair.linear_layers import LinearLayer, linear_layer
 from onnxrecede.runtime.probe import Probe
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 Scores = dict[Any, tuple[str, np.ndarray]]  #: scored tensor -> (importances key, scores)
 
 #: the smallest relative ridge term of case 1
@@ -52,9 +53,9 @@ RIDGE_FLOOR = 1e-6
 
 def _sites(analysis: Analysis) -> list[tuple[LinearLayer, np.ndarray]]:
     """Consumers whose every input channel is tracked, with the channels' labels."""
-    const = analysis.ctx.const
+    const = analysis.constants
     found: dict[Any, tuple[LinearLayer, np.ndarray]] = {}
-    for site in analysis.ctx.consume_sites:
+    for site in analysis.consume_sites:
         node = site.node
         if node in found or site.input_index != 1 or node.op_type not in ("Conv", "Gemm", "MatMul"):
             continue
@@ -165,7 +166,7 @@ def data_importances(
             per_label[int(label)] = per_label.get(int(label), 0.0) + float(cost)
     top = max(per_label.values(), default=0.0) + 1.0
     scores: dict[str, np.ndarray] = {}
-    for node, view in analysis.ctx.channel_outputs.items():
+    for node, view in analysis.channel_outputs.items():
         key = node.outputs[0].name
         if key and view.labels is not None:
             scores[key] = np.array([per_label.get(int(lab), top) for lab in view.labels])
@@ -178,11 +179,6 @@ def from_calibration(
 ) -> tuple[Importances, Any]:
     """``prune`` without importances: score channels on ``repair.calibration`` and return the
     importances with repair options that reconstruct on the same samples."""
-    import dataclasses
-
-    from onnxrecede.data.sources import input_specs, open_samples
-    from onnxrecede.errors import InputError
-
     if repair is None or repair.calibration is None:
         raise InputError(
             "choosing channels from data needs calibration samples: give --calibration DATA "

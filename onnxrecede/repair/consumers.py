@@ -57,10 +57,10 @@ def linear_consumers(
 
     ``check`` replaces the cases of the module doc (a refit handles more layers:
     :mod:`onnxrecede.repair.refit`); ``grouped`` adds the grouped convs that lose channels."""
-    const = analysis.ctx.const
+    const = analysis.constants
     found: dict[ir.Node, LinearConsumer] = {}
     skipped: list[str] = []
-    for site in analysis.ctx.consume_sites:
+    for site in analysis.consume_sites:
         node = site.node
         removed = np.flatnonzero(~keep_element[site.labels])
         if not len(removed) or node in found:
@@ -68,13 +68,13 @@ def linear_consumers(
         reason = (check or _unsupported)(node, site.input_index, const)
         data = node.inputs[0]
         if reason is None and data is not None:
-            axis = _data_axis(node, analysis.ctx.dims(data))
-            dims = analysis.ctx.dims(data)
+            axis = _data_axis(node, analysis.dims(data))
+            dims = analysis.dims(data)
             if axis is None or dims is None or dims[axis] != len(site.labels):
                 reason = "its input channels are not on a known axis"
             else:
                 kept = np.flatnonzero(keep_element[site.labels])
-                out_view = analysis.ctx.channel_outputs.get(node)
+                out_view = analysis.channel_outputs.get(node)
                 out_keep = None
                 if out_view is not None and not keep_element[out_view.labels].all():
                     out_keep = np.flatnonzero(keep_element[out_view.labels])
@@ -92,12 +92,11 @@ def _grouped_producers(
 ) -> None:
     """Grouped (and depthwise) convs that lose channels: their inputs and outputs go together,
     so they are no consume site, but the kept channels can still be refitted."""
-    ctx = analysis.ctx
-    for node, out_view in ctx.channel_outputs.items():
+    for node, out_view in analysis.channel_outputs.items():
         if node in found or node.op_type != "Conv" or node.attributes.get_int("group", 1) == 1:
             continue
         data = node.inputs[0]
-        in_view = ctx.view(data) if data is not None else None
+        in_view = analysis.view(data) if data is not None else None
         out_kept = keep_element[out_view.labels]
         if data is None or in_view is None or out_kept.all():
             continue

@@ -9,21 +9,21 @@ accumulated per batch, rows from a global pool's input) in :mod:`onnxrecede.repa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import onnx_ir as ir
 
+from onnxrecede.checks import number_problem, whole_number
 from onnxrecede.data.sources import Samples
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.consumers import LinearConsumer
 from onnxrecede.repair.linear_layers import conv_rows as conv_patches
 from onnxrecede.repair.refit import check_samples, collect_targets, plan_tasks, refit_layer
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 __all__ = ["ReconstructOptions", "conv_patches", "reconstruct"]
 
@@ -36,10 +36,9 @@ class ReconstructOptions:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.ridge < 0:
-            raise InputError(f"the ridge term must be >= 0, got {self.ridge}")
-        if self.max_rows < 1:
-            raise InputError(f"the row cap must be positive, got {self.max_rows}")
+        if number_problem(self.ridge, 0.0) is not None:
+            raise InputError(f"the ridge term must be >= 0 (--ridge), got {self.ridge}")
+        whole_number("the row cap (--max-rows)", self.max_rows)
 
 
 def reconstruct(

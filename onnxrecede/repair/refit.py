@@ -27,7 +27,6 @@ For every layer (:mod:`onnxrecede.repair.linear_layers`), in graph order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +37,13 @@ from onnxrecede.data.sources import Samples
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.consumers import LinearConsumer, linear_consumers
 from onnxrecede.repair.linear_layers import LinearLayer, linear_layer
 from onnxrecede.runtime.probe import Probe, model_batches
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 #: the fewest rows a layer is given (when the data has them), and rows per unknown
 MIN_ROWS = 8192

@@ -13,17 +13,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
+from onnxrecede.engine.rewrite import pruned_copy_with_nodes
+from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.compensate import Compensation, plan_compensation, tap_means
 from onnxrecede.repair.consumers import LinearConsumer, linear_consumers
 from onnxrecede.repair.reconstruct import ReconstructOptions, reconstruct
@@ -31,7 +35,6 @@ from onnxrecede.repair.refit import refit_consumers
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 #: what verification says in place of the masked-reference equality after a refit
 RECONSTRUCTED = "replaced by the reconstruction error report (weights refitted)"
@@ -65,9 +68,20 @@ class RepairOptions:
     def validate(self) -> None:
         if self.reconstruct and self.calibration is None:
             raise InputError("--reconstruct needs calibration data: give --calibration DATA")
-        if self.batch_size < 1:
-            raise InputError(f"the calibration batch size must be positive, got {self.batch_size}")
+        whole_number("--calibration-batch", self.batch_size)
+        if self.limit is not None:
+            whole_number("--calibration-limit", self.limit)
         ReconstructOptions(self.ridge, self.max_rows, self.batch_size).validate()
+
+    def opened(self, model: ir.Model) -> RepairOptions:
+        """These options with the calibration data read for ``model``'s inputs (once, for a
+        search that repairs many candidates)."""
+        source = self.calibration
+        if source is None or isinstance(source, Samples):
+            return self
+        samples = open_samples(source, input_specs(model), image=self.image, limit=self.limit)
+        logger.info("calibration: %d samples from %s", len(samples), samples.description)
+        return dataclasses.replace(self, calibration=samples)
 
 
 class CutRepair:
@@ -85,16 +99,7 @@ class CutRepair:
         self.reconstruction: dict[str, Any] | None = None
 
     def _open(self, model: ir.Model) -> Samples | None:
-        source = self.options.calibration
-        if source is None:
-            return None
-        if isinstance(source, Samples):
-            return source
-        samples = open_samples(
-            source, input_specs(model), image=self.options.image, limit=self.options.limit
-        )
-        logger.info("calibration: %d samples from %s", len(samples), samples.description)
-        return samples
+        return self.options.opened(model).calibration
 
     def before_rewrite(
         self, analysis: Analysis, keep_element: np.ndarray, masked: ir.Model | None
@@ -127,17 +132,23 @@ class CutRepair:
             return None
         return masked
 
-    def after_rewrite(self, pruned: ir.Model) -> None:
-        """Step 2, on the rewritten model (in place)."""
-        if self.compensation is not None:
+    def after_rewrite(self, pruned: ir.Model, nodes: dict[ir.Node, ir.Node] | None = None) -> None:
+        """Step 2, on the rewritten model (in place); ``nodes`` maps the analysed model's nodes
+        to their twins when ``pruned`` is a rewritten copy (:func:`repaired_copy`)."""
+        if self.compensation is not None and nodes is None:
             self.compensation.apply(pruned.graph)
+        elif self.compensation is not None:
+            self.compensation.apply(pruned.graph, nodes, pruned=True)
         if self.options.reconstruct:
             assert self.original is not None and self.samples is not None
             opts = ReconstructOptions(
                 self.options.ridge, self.options.max_rows, self.options.batch_size
             )
+            consumers = self.refit_consumers
+            if nodes is not None:
+                consumers = [_twin(c, nodes) for c in consumers]
             self.reconstruction = reconstruct(
-                pruned, self.original, self.refit_consumers, self.samples, opts, self.progress
+                pruned, self.original, consumers, self.samples, opts, self.progress
             )
             self.original = None
             warn_unrepaired("refitted", self.reconstruction["skipped"])
@@ -162,16 +173,42 @@ class CutRepair:
             doc["reconstruction"] = self.reconstruction
         return doc
 
-    def note_verification(self, verification: dict[str, Any] | None) -> None:
-        """Step 3: say in the verification record that the masked check was replaced."""
-        if verification is not None and self.options.reconstruct:
-            verification["masked_reference"] = RECONSTRUCTED if self.refitted else NOT_RECONSTRUCTED
+    def verified(self, verification: VerifyReport) -> VerifyReport:
+        """Step 3: the verification record, saying that the masked check was replaced (and
+        whether any weight was refitted)."""
+        if not self.options.reconstruct:
+            return verification
+        note = RECONSTRUCTED if self.refitted else NOT_RECONSTRUCTED
+        return dataclasses.replace(verification, masked_reference=note)
 
     @property
     def refitted(self) -> int:
         """How many layers' refits were applied."""
         doc = self.reconstruction or {}
         return sum(1 for e in doc.get("consumers", []) if e["applied"])
+
+
+def repaired_copy(
+    analysis: Analysis,
+    keep_element: np.ndarray,
+    options: RepairOptions | None,
+    progress: Progress | None = None,
+) -> ir.Model:
+    """A copy of the analysed model cut to ``keep_element`` and repaired as ``prune`` repairs
+    it (steps 1-2); the analysed model is left as it is, so a search can measure many cuts."""
+    pruned, nodes = pruned_copy_with_nodes(analysis, keep_element)
+    if options is not None and options.active:
+        repairer = CutRepair(options, progress)
+        repairer.before_rewrite(analysis, keep_element, None)
+        repairer.after_rewrite(pruned, nodes)
+    return pruned
+
+
+def _twin(consumer: LinearConsumer, nodes: dict[ir.Node, ir.Node]) -> LinearConsumer:
+    twin = nodes[consumer.node]
+    data = twin.inputs[0]
+    assert data is not None
+    return dataclasses.replace(consumer, node=twin, data=data)
 
 
 def _first(names: list[str]) -> str:

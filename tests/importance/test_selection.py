@@ -15,8 +15,8 @@ from onnxrecede_cli.main import main
 
 from onnxrecede import api
 from onnxrecede.errors import AccuracyDropError, InputError
-from onnxrecede.policy.accuracy_search import AccuracySearch
 from onnxrecede.repair.steps import RepairOptions
+from onnxrecede.runtime.accuracy import EvalOptions
 from onnxrecede.runtime.probe import Probe
 
 
@@ -135,7 +135,7 @@ def macs_as_accuracy(monkeypatch):
     tenth (1.0 for the original), so the search's path is known."""
     from onnxrecede.engine.cost import count_cost
     from onnxrecede.io.model_files import load_model
-    from onnxrecede.runtime import evaluate as evaluate_module
+    from onnxrecede.runtime import accuracy as accuracy_module
     from onnxrecede.runtime.evaluate import Accuracy
 
     base = count_cost(load_model(_model()), {"input": [1, 3, 6, 6]}).macs
@@ -145,26 +145,27 @@ def macs_as_accuracy(monkeypatch):
         top1 = np.floor(frac * 10 + 1e-9) / 10
         return Accuracy(top1, None, 0, None, 10, 2, "output", "fake")
 
-    monkeypatch.setattr(evaluate_module, "evaluate", fake)
+    monkeypatch.setattr(accuracy_module, "evaluate", fake)
 
 
 def test_target_accuracy_drop_bisects_on_macs(tmp_path: Path, macs_as_accuracy) -> None:
     path, x = _calibration(tmp_path)
     np.savez(tmp_path / "e.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
-    search = AccuracySearch(str(tmp_path / "e.npz"), steps=4)
-    _, report = api.prune(_model(), None, target_accuracy_drop=25, accuracy_search=search,
-                          repair=RepairOptions(calibration=str(path)))  # fmt: skip
-    steps = report.policy["target_accuracy_drop"]["steps"]
-    keep_ok, keep_bad = 1.0, 0.05  # the bisection rule, replayed from the steps' verdicts
+    evaluation = EvalOptions(str(tmp_path / "e.npz"))
+    _, report = api.prune(_model(), None, target_accuracy_drop=25, accuracy_search={"steps": 4},
+                          evaluation=evaluation, repair=RepairOptions(calibration=str(path)))  # fmt: skip
+    search = report.policy["target_accuracy_drop"]
+    steps = search["steps"]
+    keep_ok, keep_bad = 1.0, search["lowest_target_macs"]  # the bisection, replayed from the verdicts
     for s in steps:
         assert s["target_macs"] == pytest.approx((keep_ok + keep_bad) / 2)
         assert s["within"] == (s["drop_points"] <= 25)
         keep_ok, keep_bad = (s["target_macs"], keep_bad) if s["within"] else (keep_ok, s["target_macs"])
-    assert [s["within"] for s in steps] == [False, False, True, False]
+    assert [s["within"] for s in steps] == [False, False, True, True]
     assert report.macs_after == min(s["macs_after"] for s in steps if s["within"])
     with pytest.raises(AccuracyDropError, match=r"no cut tried keeps the top-1 drop within 1 "):
-        api.prune(_model(), None, target_accuracy_drop=1, accuracy_search=search,
-                  repair=RepairOptions(calibration=str(path)))  # fmt: skip
+        api.prune(_model(), None, target_accuracy_drop=1, accuracy_search={"steps": 4},
+                  evaluation=evaluation, repair=RepairOptions(calibration=str(path)))  # fmt: skip
 
 
 def test_cli_target_accuracy_drop_needs_eval_data(tmp_path: Path) -> None:

@@ -281,3 +281,31 @@ def test_a_consumer_left_unrepaired_is_a_warning(calib, caplog) -> None:
     assert report.repair["reconstruction"]["consumers"] == []  # type: ignore[index]
     assert report.verification["masked_reference"] == NOT_RECONSTRUCTED  # type: ignore[index]
     assert "weights refitted" not in str(report.verification)
+
+
+# ----------------------------------------------------------------------------- repaired copies
+
+
+@pytest.mark.parametrize("compensate,reconstruct", [(True, False), (False, True), (True, True)])
+def test_a_repaired_copy_is_what_prune_writes(calib, compensate: bool, reconstruct: bool) -> None:
+    """What a search evaluates (a repaired copy of the one analysis) equals the pruned model."""
+    from onnxrecede.engine import Policy, analyze, make_plan
+    from onnxrecede.importance.file_format import load_importances, scores_by_value
+    from onnxrecede.io.model_files import load_model
+    from onnxrecede.repair.steps import repaired_copy
+
+    path, x = calib
+    model = small_cnn(seed=3)
+    imp = importances_removing([0, 2, 5], [1, 3])
+    repair = RepairOptions(compensate=compensate, reconstruct=reconstruct,
+                           calibration=str(path), batch_size=16)  # fmt: skip
+    pruned, _ = api.prune(model, imp, threshold=0.5, repair=repair)
+    m = load_model(model)
+    analysis = analyze(m)
+    plan = make_plan(analysis, scores_by_value(m, load_importances(imp)), Policy(ratio=None, threshold=0.5))
+    original = _run(m, x)
+    copy = repaired_copy(analysis, plan.keep_element, repair)
+    np.testing.assert_allclose(_run(copy, x), _run(pruned, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(_run(m, x), original)  # the analysed model is left as it is
+    plain = repaired_copy(analysis, plan.keep_element, None)
+    assert _rel(_run(plain, x), _run(pruned, x)) > 1e-3  # the repair did something
