@@ -37,9 +37,10 @@ def _aggregate_option(help: str) -> Any:
     "-i",
     "--importances",
     "importances",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Importances file (JSON, see README).",
+    help="Importances file (JSON, see README). Without it, --calibration DATA chooses the "
+    "channels from data and the cut is reconstructed on it.",
 )
 @click.option(
     "-o",
@@ -88,6 +89,17 @@ def _aggregate_option(help: str) -> Any:
               help="--target-speedup: benchmark rounds of the bisection.")
 @click.option("--search-seconds", type=POSITIVE, default=3.0, show_default=True,
               help="--target-speedup: seconds of interleaved timing per round.")
+@click.option("--allocate", type=click.Choice(["importances", "sensitivity"]),
+              default="importances", show_default=True,
+              help="How many channels each layer loses: by the importances' global ranking, or "
+                   "by each layer's estimated output error on --calibration data (the "
+                   "importances still order the channels inside a layer; reconstructs).")
+@click.option("--target-accuracy-drop", type=POSITIVE, default=None, metavar="PTS",
+              help="With --eval-data: the largest MAC cut whose measured top-1 drop stays "
+                   "within PTS points (bisection; exit 6 if even the smallest cut tried is "
+                   "not).")
+@click.option("--search-steps", type=int, default=5, show_default=True,
+              help="--target-accuracy-drop: cuts tried (each is pruned and evaluated).")
 @click.option("--round-to", type=int, default=1, show_default=True, metavar="N",
               help="Every pruned group keeps a multiple of N channels (blocked kernels).")
 @click.option("--head-dims", is_flag=True,
@@ -126,7 +138,7 @@ def _aggregate_option(help: str) -> Any:
 @handle_errors
 def prune(
     model: str,
-    importances: str,
+    importances: str | None,
     output: str,
     ratio: str | None,
     threshold: float | None,
@@ -140,6 +152,9 @@ def prune(
     search_seconds: float,
     round_to: int,
     head_dims: bool,
+    allocate: str,
+    target_accuracy_drop: float | None,
+    search_steps: int,
     report_path: str | None,
     as_json: bool,
     verify: bool,
@@ -167,7 +182,8 @@ def prune(
     from onnxrecede.runtime.session import parse_shape_specs
 
     ratio_value = _parse_ratio(ratio)
-    quality = pop_quality_options(quality_kwargs)
+    data_driven = importances is None or allocate == "sensitivity"  # --calibration scores
+    quality = pop_quality_options(quality_kwargs, data_driven=data_driven)
     input_shapes = parse_shape_specs(shapes)
     reads, writes = prune_file_paths(
         model, importances, output, quality.repair.calibration, CLI_LABELS
@@ -193,12 +209,15 @@ def prune(
                 target_params=target_params,
                 target_speedup=target_speedup,
                 speedup_search={"rounds": search_rounds, "seconds": search_seconds},
+                allocate=allocate,
+                target_accuracy_drop=target_accuracy_drop,
+                accuracy_search={"steps": search_steps},
                 verify=verify,
                 input_shapes=input_shapes,
                 atol=atol,
                 rtol=rtol,
                 progress=progress,
-                repair=quality.repair if quality.repair.active else None,
+                repair=quality.repair if quality.repair.active or data_driven else None,
                 evaluation=quality.evaluation,
                 bench=run_bench,
                 fail_below=fail_below,

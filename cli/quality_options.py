@@ -73,8 +73,11 @@ class Quality:
         ]
 
 
-def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
-    """Remove the cut-quality options from ``prune``'s keyword arguments and check them."""
+def pop_quality_options(kwargs: dict[str, Any], data_driven: bool = False) -> Quality:
+    """Remove the cut-quality options from ``prune``'s keyword arguments and check them.
+
+    ``data_driven``: ``--calibration`` also scores the channels (no ``-i``, or ``--allocate
+    sensitivity``), so it needs no ``--compensate``/``--reconstruct``."""
     from onnxrecede.repair.steps import RepairOptions
     from onnxrecede.runtime.accuracy import EvalOptions
 
@@ -91,7 +94,7 @@ def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
         ridge=kwargs.pop("ridge"),
         max_rows=kwargs.pop("max_rows"),
     )
-    if calibration is not None and not repair.active:
+    if calibration is not None and not repair.active and not data_driven:
         raise InputError("--calibration is used by --compensate or --reconstruct; add one of them")
     repair.validate()
     eval_data, eval_limit = kwargs.pop("eval_data"), kwargs.pop("eval_limit")

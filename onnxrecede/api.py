@@ -29,7 +29,7 @@ from onnxrecede.io import stream as streamio
 from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
 from onnxrecede.io.outputs import Outputs
 from onnxrecede.io.paths import check_paths, data_reads, prune_file_paths
-from onnxrecede.policy.choose import PlanRequest, choose_plan
+from onnxrecede.policy.choose import PlanRequest, choose_plan, choose_scores
 from onnxrecede.progress import Progress
 from onnxrecede.repair.steps import CutRepair, RepairOptions
 from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
@@ -130,7 +130,7 @@ def inspect(
 
 def prune(
     model: ModelSource,
-    importances: ImportancesSource,
+    importances: ImportancesSource | None,
     *,
     ratio: float | Literal["auto"] | None = None,
     threshold: float | None = None,
@@ -150,9 +150,20 @@ def prune(
     progress: Progress | None = None,
     repair: RepairOptions | None = None,
     verify_data: Samples | str | os.PathLike[str] | None = None,
+    allocate: str = "importances",
+    target_accuracy_drop: float | None = None,
+    accuracy_search: Mapping[str, Any] | None = None,
+    evaluation: EvalOptions | None = None,
     _finish: _Finish | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Remove unimportant channels from ``model``; returns the pruned model and a report.
+
+    ``importances=None`` chooses the channels from ``repair.calibration`` (what removing each
+    costs its consumers after a least-squares refit: :mod:`onnxrecede.importance.selection`) and
+    reconstructs the cut on the same samples. ``allocate="sensitivity"`` keeps the order of
+    ``importances`` inside each layer but lets those data costs decide how many channels each
+    layer loses (:func:`onnxrecede.importance.selection.allocate_by_sensitivity`); it
+    reconstructs too (see :func:`onnxrecede.policy.choose.choose_scores`).
 
     How much is removed, exactly one of (``ratio=0.5`` when none is given):
 
@@ -161,7 +172,12 @@ def prune(
     - ``threshold``: remove channels whose importance is below it;
     - ``target_macs`` / ``target_params``: keep at most this fraction of the MACs / params;
     - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
-      (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
+      (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``);
+    - ``target_accuracy_drop``: the largest MAC cut whose top-1 drop, measured on
+      ``evaluation``'s labelled samples (:class:`~onnxrecede.runtime.accuracy.EvalOptions`) after
+      the same repair, stays within this many points (``accuracy_search``: ``steps``,
+      ``floor``; :mod:`onnxrecede.policy.accuracy_search`); :class:`AccuracyDropError` (exit 6)
+      when no cut tried does.
 
     ``round_to`` N makes every pruned group keep a multiple of N channels. ``head_units``:
     attention blocks lose whole ``heads`` (default) or the same ``dims`` of every head. The input is never
@@ -174,13 +190,15 @@ def prune(
     rule); :func:`prune_file` prunes straight to a file with less memory.
     """
     request = PlanRequest(ratio, threshold, scope, aggregate, min_channels, round_to,
-                          target_macs, target_params, target_speedup, speedup_search)  # fmt: skip
+                          target_macs, target_params, target_speedup, speedup_search,
+                          target_accuracy_drop, accuracy_search, evaluation, allocate)  # fmt: skip
     check_tolerances(atol, rtol)
     request.base_policy()  # every check before any loading
+    request.check_sources(importances is not None, repair)
     if repair is not None:
         repair.validate()
     # load
-    imp = load_importances(importances)
+    imp = load_importances(importances) if importances is not None else None
     stage("load")
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
@@ -188,11 +206,12 @@ def prune(
     # analyse
     analysis = analyze(m, progress, head_units=head_units)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
-    scores = scores_by_value(m, imp)
+    # score (importances, or channel costs from calibration data: then reconstructed)
+    scores, repair = choose_scores(analysis, imp, request, repair, progress)
     unused = _unused_keys(analysis, scores)
     stage("plan")
     # choose the plan
-    choice = choose_plan(analysis, scores, request, before, input_shapes, progress)
+    choice = choose_plan(analysis, scores, request, before, input_shapes, progress, repair)
     keep = choice.plan.keep_element
     removed, groups = _removed_channels(analysis, keep), _summaries(analysis, choice.plan)
     units = attention_units(analysis, keep)
@@ -264,7 +283,7 @@ def _verify(
 
 def prune_file(
     model: ModelSource,
-    importances: ImportancesSource,
+    importances: ImportancesSource | None,
     output: str | os.PathLike[str],
     *,
     external_data: bool | None = None,
@@ -296,7 +315,8 @@ def prune_file(
     (``report.accuracy``). With ``gates`` (default), once the output is in place,
     ``fail_below`` raises :class:`~onnxrecede.bench.SpeedupBelowBarError` (exit 5) and
     ``evaluation.max_drop`` :class:`AccuracyDropError` (exit 6); ``gates=False`` leaves that to
-    the caller (:meth:`PruneReport.check_gates`).
+    the caller (:meth:`PruneReport.check_gates`). With ``target_accuracy_drop`` the search
+    evaluates its candidates on ``evaluation`` too.
 
     Before any work, the command line's output-safety rule (:func:`onnxrecede.io.paths.check_paths`):
     :class:`InputError` when ``output`` or ``output.data`` is the model, its external data, the
@@ -340,7 +360,7 @@ def prune_file(
 
         pruned, report = prune(
             model, importances, verify=verify, input_shapes=input_shapes, atol=atol, rtol=rtol,
-            progress=progress, _finish=write_and_verify, **options,
+            progress=progress, evaluation=evaluation, _finish=write_and_verify, **options,
         )  # fmt: skip
         if not written:  # not verified, or verified in memory (--target-speedup)
             stage("write")

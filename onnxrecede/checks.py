@@ -7,14 +7,15 @@ too (with :class:`~onnxrecede.errors.InputError`), and with the same words:
    never a ``bool`` or a float such as 2.5, and at least ``minimum``;
 2. a real number (tolerances, ridge terms, fractions): finite (NaN and infinities would switch
    a check off), and at least ``minimum`` (above it when ``exclusive``);
-3. a concrete shape: a non-empty sequence of whole numbers >= 1.
+3. a concrete shape: a non-empty sequence of whole numbers >= 1;
+4. an options mapping (``speedup_search``, ``accuracy_search``): only known keys.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onnxrecede.errors import InputError
@@ -62,3 +63,14 @@ def shape_dims(name: str, dims: Any) -> tuple[int, ...]:
         f"bad shape {list(dims) if ok else dims!r} for input '{name}' (--shape, input_shapes): "
         f"every dimension must be a whole number >= 1, e.g. {name}:1x3x224x224"
     )
+
+
+def known_keys(name: str, given: Mapping[str, Any] | None, known: Sequence[str]) -> dict[str, Any]:
+    """Case 4: ``given`` as a dict, or :class:`InputError` naming the unknown keys."""
+    options = dict(given or {})
+    unknown = [repr(k) for k in options if k not in known]
+    if unknown:
+        raise InputError(
+            f"{name} has unknown keys {', '.join(unknown)}; the known keys are {', '.join(known)}"
+        )
+    return options

@@ -20,6 +20,7 @@ import pytest
 from onnxrecede import api
 from onnxrecede.errors import ImportancesError, InputError
 from onnxrecede.repair.steps import RepairOptions
+from onnxrecede.runtime.accuracy import EvalOptions
 from onnxrecede.runtime.evaluate import evaluate
 
 pytest.importorskip("onnxruntime")
@@ -120,6 +121,19 @@ NAN = math.nan
          r"--calibration-limit must be a whole number, got 2.5"),
         ({"repair": RepairOptions(reconstruct=True, calibration="digits:val", max_rows=0)},
          r"row cap \(--max-rows\) must be at least 1"),
+        ({"target_accuracy_drop": 1.0}, r"--target-accuracy-drop needs --eval-data DATA"),
+        ({"target_accuracy_drop": NAN, "evaluation": EvalOptions("digits:val")},
+         r"--target-accuracy-drop: nan is not a finite number"),
+        ({"target_accuracy_drop": 1.0, "evaluation": EvalOptions("digits:val"),
+          "accuracy_search": {"step": 3}},
+         r"accuracy_search has unknown keys 'step'; the known keys are steps, floor"),
+        ({"target_accuracy_drop": 1.0, "evaluation": EvalOptions("digits:val"),
+          "accuracy_search": {"steps": 0}}, r"steps \(--search-steps\) must be at least 1"),
+        ({"target_accuracy_drop": 1.0, "evaluation": EvalOptions("digits:val"),
+          "accuracy_search": {"floor": 1.0}}, r"accuracy_search floor must be below 1"),
+        ({"target_accuracy_drop": 1.0, "ratio": 0.3}, r"give only one of --ratio, --target-acc"),
+        ({"allocate": "layers"}, r"allocate \(--allocate\) must be one of importances, sensit"),
+        ({"allocate": "sensitivity"}, r"--allocate sensitivity needs --calibration DATA"),
     ],
 )
 def test_prune_misuse_raises_input_error(work, options, message):

@@ -5,7 +5,8 @@ The stages, in the order ``prune`` runs them:
 1. :func:`analyze` -> :class:`Analysis` (coupled channel groups, barriers);
 2. :func:`make_plan` -> :class:`Plan` (which channels to keep, for a :class:`Policy`);
 3. :func:`mask_consumers` (the masked reference), then ``rewrite.rewrite`` (in place) or
-   :func:`pruned_copy` (a rewritten copy, for searches);
+   :func:`pruned_copy` (a rewritten copy, for searches; :func:`pruned_copy_with_nodes` also maps
+   the nodes to their twins);
 4. ``verify.verify`` -> :class:`VerifyReport`; :func:`count_cost` / :func:`build_cost_model`.
 
 (``rewrite`` and ``verify`` name their modules here; their functions live inside them.)
@@ -21,7 +22,7 @@ from onnxrecede.engine.budget import CostModel, build_cost_model
 from onnxrecede.engine.cost import Cost, count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.registry import Rule, register, rule_for
-from onnxrecede.engine.rewrite import mask_consumers, pruned_copy
+from onnxrecede.engine.rewrite import mask_consumers, pruned_copy, pruned_copy_with_nodes
 from onnxrecede.engine.verify import VerifyReport
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "make_plan",
     "mask_consumers",
     "pruned_copy",
+    "pruned_copy_with_nodes",
     "register",
     "rule_for",
 ]

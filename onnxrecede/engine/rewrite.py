@@ -226,6 +226,15 @@ def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | N
 def pruned_copy(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
     """A copy of the analysed model rewritten to ``keep_element``; the analysed model is left
     as it is, so a search can build and measure many plans from one analysis."""
+    return pruned_copy_with_nodes(analysis, keep_element)[0]
+
+
+def pruned_copy_with_nodes(
+    analysis: Analysis, keep_element: np.ndarray
+) -> tuple[ir.Model, dict[ir.Node, ir.Node]]:
+    """:func:`pruned_copy` and the map from each node of the analysed model to its twin in the
+    copy (the rewrite edits nodes in place, so a step that holds nodes of the analysed model,
+    such as a repair, can find them in the copy)."""
     if analysis.rewritten:
         raise RuntimeError("pruned_copy() reads the analysed model: call it before rewrite()")
     original = analysis.model
@@ -240,7 +249,7 @@ def pruned_copy(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
     views = {values[v]: view for v, view in analysis.ctx.views.items() if v in values}
     decisions = {nodes[n]: d for n, d in analysis.ctx.decisions.items() if n in nodes}
     _apply(copy, RewriteContext(views, keep_element, ConstantEvaluator(), decisions), None)
-    return copy
+    return copy, nodes
 
 
 def _apply(model: ir.Model, ctx: RewriteContext, progress: Progress | None) -> None:

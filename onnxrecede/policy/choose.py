@@ -6,8 +6,20 @@
    analysis (:mod:`.targets`).
 4. ``target_speedup``: the speedup search (:mod:`.speedup`); each candidate plan is rewritten
    from the same analysis into a copy and timed against the original.
+5. ``target_accuracy_drop``: the accuracy search (:mod:`.accuracy_search`); each candidate plan
+   is rewritten from the same analysis into a copy, repaired as ``prune`` repairs, and
+   evaluated against the original on ``evaluation``'s labelled samples.
 
 Exactly one of them may be given; every check happens before the model is loaded.
+
+The scores the plan ranks (:func:`choose_scores`), by ``allocate`` and what was given:
+
+a. importances, ``allocate="importances"``: their scores;
+b. no importances: each channel's cost to its consumers after a least-squares refit on the
+   calibration data (:func:`onnxrecede.importance.selection.from_calibration`); the cut is then
+   reconstructed on the same samples;
+c. importances, ``allocate="sensitivity"``: the importances order the channels inside each
+   layer, the data costs of case b decide how many each layer loses (reconstructed too).
 """
 
 from __future__ import annotations
@@ -23,12 +35,20 @@ from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.cost import Cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.errors import InputError
+from onnxrecede.importance.file_format import Importances, scores_by_value
+from onnxrecede.importance.selection import allocate_by_sensitivity, from_calibration
 from onnxrecede.policy import speedup, targets
+from onnxrecede.policy.accuracy_search import AccuracySearch, accuracy_measure, search_accuracy
 from onnxrecede.policy.targets import Scores
 from onnxrecede.progress import Progress
+from onnxrecede.repair.steps import RepairOptions
 from onnxrecede.report.sections import PolicySection
+from onnxrecede.runtime.accuracy import EvalOptions
 
 logger = logging.getLogger(__name__)
+
+#: ``allocate``: how many channels each layer loses (cases a and c)
+ALLOCATE = ("importances", "sensitivity")
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,10 @@ class PlanRequest:
     target_params: float | None = None
     target_speedup: float | None = None
     speedup_search: Mapping[str, Any] | None = None
+    target_accuracy_drop: float | None = None
+    accuracy_search: Mapping[str, Any] | None = None
+    evaluation: EvalOptions | None = None  #: what case 5 evaluates on
+    allocate: str = "importances"
 
     def base_policy(self) -> Policy:
         """Check the request; the policy of case 1, or the base the searches refine."""
@@ -54,6 +78,7 @@ class PlanRequest:
                 ("--ratio", self.ratio), ("--threshold", self.threshold),
                 ("--target-macs", self.target_macs), ("--target-params", self.target_params),
                 ("--target-speedup", self.target_speedup),
+                ("--target-accuracy-drop", self.target_accuracy_drop),
             )
             if v is not None
         ]  # fmt: skip
@@ -61,6 +86,12 @@ class PlanRequest:
             raise InputError(f"give only one of {', '.join(given)}")
         if self.target_speedup is not None:
             speedup.SpeedupOptions.of(self.target_speedup, self.speedup_search).validate()
+        if self.target_accuracy_drop is not None:
+            self.accuracy_options().validate()
+        if self.allocate not in ALLOCATE:
+            raise InputError(
+                f"allocate (--allocate) must be one of {', '.join(ALLOCATE)}, got {self.allocate!r}"
+            )
         if isinstance(self.ratio, str) and self.ratio != "auto":
             raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{self.ratio}'")
         ratio, threshold = self.ratio, self.threshold
@@ -76,8 +107,28 @@ class PlanRequest:
     def searched(self) -> bool:
         """Whether the threshold is chosen from the analysis (cases 2-4)."""
         return self.ratio == "auto" or any(
-            t is not None for t in (self.target_macs, self.target_params, self.target_speedup)
+            t is not None
+            for t in (self.target_macs, self.target_params, self.target_speedup,
+                      self.target_accuracy_drop)
+        )  # fmt: skip
+
+    def accuracy_options(self) -> AccuracySearch:
+        assert self.target_accuracy_drop is not None
+        return AccuracySearch.of(
+            self.target_accuracy_drop, self.accuracy_search, self.evaluation
         )
+
+    def check_sources(self, importances_given: bool, repair: RepairOptions | None) -> None:
+        """Cases b-c need calibration data (checked before any loading)."""
+        if repair is not None and repair.calibration is not None:
+            return
+        if not importances_given:
+            raise InputError(
+                "no importances: give -i IMPORTANCES, or --calibration DATA to choose the "
+                "channels from data (then the cut is reconstructed on it)"
+            )
+        if self.allocate == "sensitivity":
+            raise InputError("--allocate sensitivity needs --calibration DATA")
 
 
 @dataclass(frozen=True)
@@ -87,6 +138,26 @@ class Choice:
     section: PolicySection
 
 
+def choose_scores(
+    analysis: Analysis,
+    importances: Importances | None,
+    request: PlanRequest,
+    repair: RepairOptions | None,
+    progress: Progress | None = None,
+) -> tuple[Scores, RepairOptions | None]:
+    """Cases a-c: the scores the plan ranks, and the repair options the cut then gets (cases
+    b-c: reconstruction on the calibration samples, read once)."""
+    model = analysis.model
+    if importances is None:
+        importances, repair = from_calibration(analysis, repair, progress)
+        return scores_by_value(model, importances), repair
+    scores = scores_by_value(model, importances)
+    if request.allocate == "sensitivity":
+        costs, repair = from_calibration(analysis, repair, progress)
+        scores = allocate_by_sensitivity(scores, scores_by_value(model, costs))
+    return scores, repair
+
+
 def choose_plan(
     analysis: Analysis,
     scores: Scores,
@@ -94,8 +165,10 @@ def choose_plan(
     before: Cost,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     progress: Progress | None = None,
+    repair: RepairOptions | None = None,
 ) -> Choice:
-    """Cases 1-4 on one analysis of the model (not yet rewritten)."""
+    """Cases 1-5 on one analysis of the model (not yet rewritten); ``repair``: how case 5
+    repairs each candidate before evaluating it."""
     base = request.base_policy()
     if request.ratio == "auto":
         return _auto(analysis, scores, request, base)
@@ -119,7 +192,32 @@ def choose_plan(
         return Choice(result.plan, result.policy, _section(
             request, result.policy, search=_search("macs", result), speedup=found
         ))  # fmt: skip
+    if request.target_accuracy_drop is not None:
+        return _accuracy(analysis, scores, request, base, before, input_shapes, progress, repair)
     return Choice(make_plan(analysis, scores, base), base, _section(request, base))
+
+
+def _accuracy(
+    analysis: Analysis,
+    scores: Scores,
+    request: PlanRequest,
+    base: Policy,
+    before: Cost,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+    progress: Progress | None,
+    repair: RepairOptions | None,
+) -> Choice:
+    options = request.accuracy_options()
+    cost_model = build_cost_model(analysis, before)
+    with accuracy_measure(
+        analysis, input_shapes, options, repair, progress
+    ) as (reference, measure):
+        result, found = search_accuracy(
+            analysis, scores, base, cost_model, before, options, reference, measure
+        )
+    return Choice(result.plan, result.policy, _section(
+        request, result.policy, search=_search("macs", result), accuracy=found
+    ))  # fmt: skip
 
 
 def _auto(analysis: Analysis, scores: Scores, request: PlanRequest, base: Policy) -> Choice:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxrecede.bench.gate import EXIT_TOO_SLOW
-from onnxrecede.checks import finite_number, whole_number
+from onnxrecede.checks import finite_number, known_keys, whole_number
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.budget import CostModel
 from onnxrecede.engine.cost import Cost, count_cost
@@ -66,14 +66,7 @@ class SpeedupOptions:
 
     @classmethod
     def of(cls, target: float, search: Mapping[str, Any] | None) -> SpeedupOptions:
-        given = dict(search or {})
-        unknown = [repr(k) for k in given if k not in SEARCH_OPTIONS]
-        if unknown:
-            raise InputError(
-                f"speedup_search has unknown keys {', '.join(unknown)}; the known keys are "
-                f"{', '.join(SEARCH_OPTIONS)}"
-            )
-        return cls(target, **given)
+        return cls(target, **known_keys("speedup_search", search, SEARCH_OPTIONS))
 
     def validate(self) -> None:
         finite_number("--target-speedup", self.target)

@@ -1,7 +1,7 @@
 """Bias compensation: a removed channel's expected value is folded into its consumers' biases.
 
 A removed channel rarely outputs zero: after a folded BatchNorm and a ReLU it carries a nearly
-constant map. For every linear consumer (:mod:`onnxrecede.consumers`) of removed input channels
+constant map. For every linear consumer (:mod:`onnxrecede.repair.consumers`) of removed input channels
 ``R`` the bias becomes ``b'[o] = b[o] + sum_{c in R} sum_k W[o, c, k] * E[a_c]``:
 
 1. ``E[a_c]`` is the mean of the consumer's input channel over calibration data, run through the
@@ -53,18 +53,25 @@ class Compensation:
     entries: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
-    def apply(self, graph: ir.Graph, node_map: dict[ir.Node, ir.Node] | None = None) -> None:
+    def apply(
+        self,
+        graph: ir.Graph,
+        node_map: dict[ir.Node, ir.Node] | None = None,
+        pruned: bool | None = None,
+    ) -> None:
         """Add the deltas to the biases in ``graph``.
 
-        With ``node_map`` (original node -> node of a full-size copy) the deltas go in whole, as
-        for the masked reference; without it they are sliced to the consumers' kept outputs, as
-        for the pruned model.
+        ``node_map``: original node -> its twin in ``graph`` (a copy). ``pruned``: the deltas
+        are sliced to the consumers' kept outputs, as for the pruned model; else they go in
+        whole, as for the masked reference (a full-size copy). By default ``pruned`` is true
+        without ``node_map`` (the model rewritten in place) and false with it.
         """
         const = ConstantEvaluator()
+        sliced = node_map is None if pruned is None else pruned
         for node, delta in self.deltas.items():
             target = node if node_map is None else node_map[node]
             keep = self.consumers[node].out_keep
-            d = delta if node_map is not None or keep is None else delta[keep]
+            d = delta if not sliced or keep is None else delta[keep]
             w = target.inputs[1]
             dtype = np.dtype(w.dtype.numpy()) if w is not None and w.dtype else np.dtype("float32")
             write_bias(graph, target, read_bias(target, len(d), const) + d, dtype)

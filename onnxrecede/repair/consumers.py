@@ -17,6 +17,7 @@ why in ``skipped``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +43,20 @@ class LinearConsumer:
         return self.node.name or f"{self.node.op_type}@{id(self.node)}"
 
 
+#: (node, index of the input that carries the channels, constants) -> why it is refused, or None
+Check = Callable[[ir.Node, int, ConstantEvaluator], "str | None"]
+
+
 def linear_consumers(
-    analysis: Analysis, keep_element: np.ndarray
+    analysis: Analysis,
+    keep_element: np.ndarray,
+    check: Check | None = None,
+    grouped: bool = False,
 ) -> tuple[list[LinearConsumer], list[str]]:
-    """Linear consumers that lose input channels, in graph order; and those skipped, with why."""
+    """Linear consumers that lose input channels, in graph order; and those skipped, with why.
+
+    ``check`` replaces the cases of the module doc (a refit handles more layers:
+    :mod:`onnxrecede.repair.refit`); ``grouped`` adds the grouped convs that lose channels."""
     const = analysis.constants
     found: dict[ir.Node, LinearConsumer] = {}
     skipped: list[str] = []
@@ -54,7 +65,7 @@ def linear_consumers(
         removed = np.flatnonzero(~keep_element[site.labels])
         if not len(removed) or node in found:
             continue
-        reason = _unsupported(node, site.input_index, const)
+        reason = (check or _unsupported)(node, site.input_index, const)
         data = node.inputs[0]
         if reason is None and data is not None:
             axis = _data_axis(node, analysis.dims(data))
@@ -70,8 +81,30 @@ def linear_consumers(
                 found[node] = LinearConsumer(node, data, axis, kept, removed, out_keep)
                 continue
         skipped.append(f"{node.op_type} '{node.name}': {reason or 'no data input'}")
+    if grouped:
+        _grouped_producers(analysis, keep_element, found)
     order = {node: i for i, node in enumerate(analysis.model.graph)}
     return sorted(found.values(), key=lambda c: order[c.node]), skipped
+
+
+def _grouped_producers(
+    analysis: Analysis, keep_element: np.ndarray, found: dict[ir.Node, LinearConsumer]
+) -> None:
+    """Grouped (and depthwise) convs that lose channels: their inputs and outputs go together,
+    so they are no consume site, but the kept channels can still be refitted."""
+    for node, out_view in analysis.channel_outputs.items():
+        if node in found or node.op_type != "Conv" or node.attributes.get_int("group", 1) == 1:
+            continue
+        data = node.inputs[0]
+        in_view = analysis.view(data) if data is not None else None
+        out_kept = keep_element[out_view.labels]
+        if data is None or in_view is None or out_kept.all():
+            continue
+        kept_in = keep_element[in_view.labels]
+        found[node] = LinearConsumer(
+            node, data, 1, np.flatnonzero(kept_in), np.flatnonzero(~kept_in),
+            np.flatnonzero(out_kept),
+        )  # fmt: skip
 
 
 def _unsupported(node: ir.Node, input_index: int, const: ConstantEvaluator) -> str | None:
@@ -98,7 +131,7 @@ def _unsupported(node: ir.Node, input_index: int, const: ConstantEvaluator) -> s
 def _data_axis(node: ir.Node, dims: tuple[int | None, ...] | None) -> int | None:
     if dims is None:
         return None
-    if node.op_type == "Conv":
+    if node.op_type in ("Conv", "ConvTranspose"):
         return 1
     if node.op_type == "Gemm":
         return 0 if node.attributes.get_int("transA", 0) else 1
@@ -226,7 +259,7 @@ def read_bias(node: ir.Node, cout: int, const: ConstantEvaluator) -> np.ndarray:
 def write_bias(graph: ir.Graph, node: ir.Node, bias: np.ndarray, dtype: np.dtype) -> None:
     """Set the node's bias vector (creating the input, or a MatMul's ``Add``, if needed)."""
     const = ConstantEvaluator()
-    if node.op_type == "Conv":
+    if node.op_type in ("Conv", "ConvTranspose"):
         set_constant_input(graph, node, 2, bias.astype(dtype), "bias")
     elif node.op_type == "Gemm":
         beta = _gemm_scale(node, "beta")

@@ -5,7 +5,7 @@
    and apply the bias deltas to the masked reference, so that verification compares against the
    compensated reference; with ``reconstruct``, keep a copy of the original as the target.
 2. After the rewrite: apply the same deltas to the pruned model (sliced to its kept outputs),
-   then refit each consumer by least squares (:mod:`onnxrecede.reconstruct`).
+   then refit each consumer by least squares (:mod:`onnxrecede.repair.reconstruct`).
 3. With ``reconstruct`` the pruned model no longer equals a masked original: the masked
    reference check is dropped (checker, consistency and ORT run stay) and the per-consumer
    reconstruction errors are reported instead.
@@ -24,18 +24,24 @@ import onnx_ir as ir
 from onnxrecede.checks import whole_number
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
+from onnxrecede.engine.rewrite import pruned_copy_with_nodes
 from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.errors import InputError
 from onnxrecede.progress import Progress
 from onnxrecede.repair.compensate import Compensation, plan_compensation, tap_means
 from onnxrecede.repair.consumers import LinearConsumer, linear_consumers
 from onnxrecede.repair.reconstruct import ReconstructOptions, reconstruct
+from onnxrecede.repair.refit import refit_consumers
 
 logger = logging.getLogger(__name__)
 
 
 #: what verification says in place of the masked-reference equality after a refit
 RECONSTRUCTED = "replaced by the reconstruction error report (weights refitted)"
+#: ... and when no layer's refit was applied
+NOT_RECONSTRUCTED = "replaced by the reconstruction error report (no weight was refitted)"
+#: how many names a warning lists
+FIRST_NAMES = 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,16 @@ class RepairOptions:
             whole_number("--calibration-limit", self.limit)
         ReconstructOptions(self.ridge, self.max_rows, self.batch_size).validate()
 
+    def opened(self, model: ir.Model) -> RepairOptions:
+        """These options with the calibration data read for ``model``'s inputs (once, for a
+        search that repairs many candidates)."""
+        source = self.calibration
+        if source is None or isinstance(source, Samples):
+            return self
+        samples = open_samples(source, input_specs(model), image=self.image, limit=self.limit)
+        logger.info("calibration: %d samples from %s", len(samples), samples.description)
+        return dataclasses.replace(self, calibration=samples)
+
 
 class CutRepair:
     """Runs the repair steps of one prune (see the module docstring)."""
@@ -83,16 +99,7 @@ class CutRepair:
         self.reconstruction: dict[str, Any] | None = None
 
     def _open(self, model: ir.Model) -> Samples | None:
-        source = self.options.calibration
-        if source is None:
-            return None
-        if isinstance(source, Samples):
-            return source
-        samples = open_samples(
-            source, input_specs(model), image=self.options.image, limit=self.options.limit
-        )
-        logger.info("calibration: %d samples from %s", len(samples), samples.description)
-        return samples
+        return self.options.opened(model).calibration
 
     def before_rewrite(
         self, analysis: Analysis, keep_element: np.ndarray, masked: ir.Model | None
@@ -100,6 +107,10 @@ class CutRepair:
         """Step 1; returns the reference verification should compare against (or None)."""
         model = analysis.model
         self.consumers, self.skipped = linear_consumers(analysis, keep_element)
+        self.refit_consumers: list[LinearConsumer] = []
+        if self.options.reconstruct:  # grouped convs and ConvTranspose too
+            self.refit_consumers, self.skipped = refit_consumers(analysis, keep_element)
+        warn_unrepaired("repaired", self.skipped)
         self.samples = self._open(model)
         if self.options.compensate:
             means = None
@@ -121,19 +132,33 @@ class CutRepair:
             return None
         return masked
 
-    def after_rewrite(self, pruned: ir.Model) -> None:
-        """Step 2, on the rewritten model (in place)."""
-        if self.compensation is not None:
+    def after_rewrite(self, pruned: ir.Model, nodes: dict[ir.Node, ir.Node] | None = None) -> None:
+        """Step 2, on the rewritten model (in place); ``nodes`` maps the analysed model's nodes
+        to their twins when ``pruned`` is a rewritten copy (:func:`repaired_copy`)."""
+        if self.compensation is not None and nodes is None:
             self.compensation.apply(pruned.graph)
+        elif self.compensation is not None:
+            self.compensation.apply(pruned.graph, nodes, pruned=True)
         if self.options.reconstruct:
             assert self.original is not None and self.samples is not None
             opts = ReconstructOptions(
                 self.options.ridge, self.options.max_rows, self.options.batch_size
             )
+            consumers = self.refit_consumers
+            if nodes is not None:
+                consumers = [_twin(c, nodes) for c in consumers]
             self.reconstruction = reconstruct(
-                pruned, self.original, self.consumers, self.samples, opts, self.progress
+                pruned, self.original, consumers, self.samples, opts, self.progress
             )
             self.original = None
+            warn_unrepaired("refitted", self.reconstruction["skipped"])
+            under = self.reconstruction["underdetermined"]
+            if under:
+                logger.warning(
+                    "warning: %d layer(s) had fewer calibration rows than unknowns, so the ridge "
+                    "term chose among exact fits: %s (give more --calibration samples)",
+                    len(under), _first(under),
+                )  # fmt: skip
 
     def report(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -149,10 +174,55 @@ class CutRepair:
         return doc
 
     def verified(self, verification: VerifyReport) -> VerifyReport:
-        """Step 3: the verification record, saying that the masked check was replaced."""
+        """Step 3: the verification record, saying that the masked check was replaced (and
+        whether any weight was refitted)."""
         if not self.options.reconstruct:
             return verification
-        return dataclasses.replace(verification, masked_reference=RECONSTRUCTED)
+        note = RECONSTRUCTED if self.refitted else NOT_RECONSTRUCTED
+        return dataclasses.replace(verification, masked_reference=note)
+
+    @property
+    def refitted(self) -> int:
+        """How many layers' refits were applied."""
+        doc = self.reconstruction or {}
+        return sum(1 for e in doc.get("consumers", []) if e["applied"])
+
+
+def repaired_copy(
+    analysis: Analysis,
+    keep_element: np.ndarray,
+    options: RepairOptions | None,
+    progress: Progress | None = None,
+) -> ir.Model:
+    """A copy of the analysed model cut to ``keep_element`` and repaired as ``prune`` repairs
+    it (steps 1-2); the analysed model is left as it is, so a search can measure many cuts."""
+    pruned, nodes = pruned_copy_with_nodes(analysis, keep_element)
+    if options is not None and options.active:
+        repairer = CutRepair(options, progress)
+        repairer.before_rewrite(analysis, keep_element, None)
+        repairer.after_rewrite(pruned, nodes)
+    return pruned
+
+
+def _twin(consumer: LinearConsumer, nodes: dict[ir.Node, ir.Node]) -> LinearConsumer:
+    twin = nodes[consumer.node]
+    data = twin.inputs[0]
+    assert data is not None
+    return dataclasses.replace(consumer, node=twin, data=data)
+
+
+def _first(names: list[str]) -> str:
+    more = len(names) - FIRST_NAMES
+    return "; ".join(names[:FIRST_NAMES]) + (f"; and {more} more" if more > 0 else "")
+
+
+def warn_unrepaired(what: str, reasons: list[str]) -> None:
+    """A ``warning:`` on stderr naming the first consumers a repair left alone, and why."""
+    if reasons:
+        logger.warning(
+            "warning: %d consumer(s) of removed channels were not %s: %s (see the report's "
+            "repair section)", len(reasons), what, _first(reasons),
+        )  # fmt: skip
 
 
 def format_repair(doc: dict[str, Any] | None) -> list[str]:
@@ -174,6 +244,8 @@ def format_repair(doc: dict[str, Any] | None) -> list[str]:
             f"reconstruction: least squares on {source}, ridge {rec['ridge']:g}, "
             f"at most {rec['max_rows']} rows per layer"
         )
+        applied = sum(1 for e in rec["consumers"] if e["applied"])
+        lines.append(f"  {applied} of {len(rec['consumers'])} layer(s) refitted")
         lines.append(
             "  consumer                        op      rows  inputs  rel. error before -> after"
         )
@@ -185,4 +257,6 @@ def format_repair(doc: dict[str, Any] | None) -> list[str]:
             )
     for why in doc.get("consumers_not_repaired", []):
         lines.append(f"not repaired: {why}")
+    for why in (rec or {}).get("skipped", []):
+        lines.append(f"not refitted: {why}")
     return lines

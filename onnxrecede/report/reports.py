@@ -284,6 +284,7 @@ def format_policy(report: PruneReport) -> list[str]:
                 f"  {row['macs_fraction']:.3f}  {thr:>10}  {row['ms_pruned']:>9.3f}  "
                 f"{row['ms_reference']:>11.3f}  {row['speedup']:>6.2f}x{mark}"
             )
+    lines.extend(_format_accuracy_search(p.get("target_accuracy_drop")))
     if p.get("round_to", 1) > 1:
         lines.append(f"every pruned group keeps a multiple of {p['round_to']} channels")
     return lines
@@ -298,6 +299,24 @@ def _format_attention(blocks: list[dict[str, Any]]) -> list[str]:
             f"\n    {w['op_type']} '{w['node']}': {w['reason']}" for w in b["barriers"]
         )
         lines.append(f"  {b['block']}: {b['count']} {b['units']}, {b['status']}{why}")
+    return lines
+
+
+def _format_accuracy_search(search: Mapping[str, Any] | None) -> list[str]:
+    if not search:
+        return []
+    lines = [
+        f"accuracy search (top-1 drop within {search['max_drop_points']:g} points on "
+        f"{search['eval_samples']} samples of {search['data']}, original "
+        f"{100 * search['original_top1']:.2f}%):",
+        "  target MACs  MACs    top-1    drop",
+    ]
+    for row in sorted(search["steps"], key=lambda r: r["target_macs"]):
+        mark = "  <- chosen" if row["target_macs"] == search["chosen_target_macs"] else ""
+        lines.append(
+            f"  {row['target_macs']:>11.4f}  {row['macs_fraction']:.3f}  "
+            f"{100 * row['top1']:>6.2f}%  {row['drop_points']:>6.2f}{mark}"
+        )
     return lines
 
 

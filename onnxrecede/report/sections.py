@@ -36,6 +36,15 @@ class SpeedupSection:
 
 
 @dataclass(frozen=True, eq=False)
+class AccuracySearchSection:
+    """``--target-accuracy-drop``: the bound (top-1 points) and the measured search (the
+    original's top-1, every step, the choice)."""
+
+    max_drop: float
+    search: Mapping[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
 class PolicySection(Section):
     """How much was removed: the policy applied and how it was chosen."""
 
@@ -49,6 +58,7 @@ class PolicySection(Section):
     target: tuple[str, float] | None = None  #: ("macs" | "params", fraction)
     search: Mapping[str, Any] | None = None  #: the budget search that met the target
     speedup: SpeedupSection | None = None
+    accuracy: AccuracySearchSection | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -68,4 +78,7 @@ class PolicySection(Section):
         if self.speedup is not None:
             doc["target_speedup"] = self.speedup.target
             doc["speedup_search"] = dict(self.speedup.search)
+        if self.accuracy is not None:
+            doc["target_accuracy_drop"] = {"max_drop_points": self.accuracy.max_drop,
+                                           **self.accuracy.search}  # fmt: skip
         return doc

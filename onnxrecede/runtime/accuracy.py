@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from onnxrecede.data.sources import ImageOptions, input_specs, open_samples
+from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.errors import AccuracyDropError, InputError
 from onnxrecede.io.model_files import ModelSource
 from onnxrecede.progress import Progress
@@ -84,6 +84,35 @@ class AccuracyComparison:
         )
 
 
+@dataclass(frozen=True)
+class AccuracyReference:
+    """The original's accuracy on the samples of ``options``, measured once, against which any
+    number of pruned models are compared (case 1; the ``--target-accuracy-drop`` search)."""
+
+    options: EvalOptions
+    samples: Samples
+    original: Accuracy
+
+    @classmethod
+    def measure(
+        cls, original: ModelSource, options: EvalOptions, progress: Progress | None = None
+    ) -> AccuracyReference:
+        options.validate()
+        samples = open_samples(options.data, input_specs(original), image=options.image,
+                               limit=options.limit)  # fmt: skip
+        return cls(options, samples, evaluate(original, samples, batch_size=options.batch_size,
+                                              progress=progress))  # fmt: skip
+
+    def compare(
+        self, pruned: ModelSource, progress: Progress | None = None, max_drop: float | None = None
+    ) -> AccuracyComparison:
+        """Case 2 for ``pruned`` (``max_drop``: the gate's bound, else ``options.max_drop``)."""
+        after = evaluate(pruned, self.samples, batch_size=self.options.batch_size, progress=progress)
+        bound = self.options.max_drop if max_drop is None else max_drop
+        return AccuracyComparison(self.samples.description, len(self.samples), self.original,
+                                  after, bound)  # fmt: skip
+
+
 def compare_accuracy(
     original: ModelSource,
     pruned: ModelSource,
@@ -91,8 +120,4 @@ def compare_accuracy(
     progress: Progress | None = None,
 ) -> AccuracyComparison:
     """Cases 1-2: evaluate both models on ``options.data``."""
-    options.validate()
-    samples = open_samples(options.data, input_specs(original), image=options.image, limit=options.limit)
-    before = evaluate(original, samples, batch_size=options.batch_size, progress=progress)
-    after = evaluate(pruned, samples, batch_size=options.batch_size, progress=progress)
-    return AccuracyComparison(samples.description, len(samples), before, after, options.max_drop)
+    return AccuracyReference.measure(original, options, progress).compare(pruned, progress)

@@ -69,6 +69,7 @@ class Probe:
         *,
         include_outputs: bool = True,
         threads: int | None = None,
+        needed_only: bool = False,
     ) -> None:
         m = load_model(model)  # a private copy
         graph = m.graph
@@ -107,6 +108,10 @@ class Probe:
         if not include_outputs:
             graph.outputs.clear()
         graph.outputs.extend(exposed)
+        if needed_only:  # ONNX Runtime runs every node: drop those no output needs
+            from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+            RemoveUnusedNodesPass()(m)
         self._run_names = [v.name for v in graph.outputs if v.name]
         self._wanted = set(names) | set(self.model_outputs)
         self.session = _session(m, threads)

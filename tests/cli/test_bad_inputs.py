@@ -164,7 +164,9 @@ CASES = [
          "--report /proc/onnxrecede/r.json"),
     Case("bench-json-unwritable", ("bench", "m.onnx", "--json", "a_file/r.json"), 2, "a_file"),
     # click's own usage errors, as one line
-    Case("missing-importances", ("prune", "m.onnx", "-o", "out.onnx"), 2, "Missing option"),
+    Case("missing-importances", ("prune", "m.onnx", "-o", "out.onnx"), 2,
+         "no importances: give -i IMPORTANCES, or --calibration DATA"),
+    Case("missing-output", ("prune", "m.onnx", "-i", "imp.json"), 2, "Missing option '-o'"),
     Case("unknown-option", (*P, "-o", "out.onnx", "--bogus"), 2, "No such option"),
     Case("bad-int", (*P, "-o", "out.onnx", "--min-channels", "two"), 2, "'two' is not a valid"),
     Case("unknown-command", ("prunee",), 2, "No such command"),

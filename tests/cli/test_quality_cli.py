@@ -142,3 +142,34 @@ def test_eval_image_folder_options_reach_the_loader(tmp_path: Path) -> None:
     r = _run("eval", tmp_path / "m.onnx", "--data", tmp_path / "imgs", "--image-size", "5x6")
     assert r.exit_code == 2
     assert r.stderr.startswith("error: image size 5x6 does not fit model input 'input'")
+
+
+def test_prune_target_accuracy_drop_writes_the_cut_it_measured(files) -> None:
+    args = ["prune", files["model"], "-i", files["imp"], "-o", files["out"], "--eval-data",
+            files["eval"], "--search-steps", "4", "--reconstruct", "--calibration", files["calib"],
+            "--report", files["report"], "-q"]  # fmt: skip
+    r = _run(*args, "--target-accuracy-drop", "30")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(files["report"].read_text())
+    search = doc["policy"]["target_accuracy_drop"]
+    assert (search["max_drop_points"], search["eval_samples"], len(search["steps"])) == (30, 40, 4)
+    within = [s for s in search["steps"] if s["within"]]
+    assert within and all(s["drop_points"] <= 30 for s in within)
+    chosen = min(within, key=lambda s: s["macs_after"])
+    assert chosen["target_macs"] == search["chosen_target_macs"]
+    # the written model is the candidate measured: same MACs, same accuracy on the same samples
+    assert doc["macs"]["after"] == chosen["macs_after"]
+    assert doc["accuracy"]["pruned"]["top1"] == pytest.approx(chosen["top1"])
+    assert doc["repair"]["reconstruction"]["consumers"]
+    assert "accuracy search (top-1 drop within 30 points on 40 samples" in r.stdout
+
+
+def test_prune_allocate_sensitivity_needs_only_calibration(files) -> None:
+    base = ["prune", files["model"], "-i", files["imp"], "-o", files["out"], "--threshold", "0.5",
+            "--allocate", "sensitivity", "--json", "-q"]  # fmt: skip
+    r = _run(*base)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == "error: --allocate sensitivity needs --calibration DATA"
+    r = _run(*base, "--calibration", files["calib"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["repair"]["reconstruction"]["consumers"]
