@@ -268,6 +268,7 @@ def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
               help="--plot: draw this threshold.")
 @click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
               show_default=True, help="--plot: how coupled producers' scores combine.")
+@shape_option
 @handle_errors
 def inspect_cmd(
     model: str,
@@ -278,12 +279,17 @@ def inspect_cmd(
     plot_ratio: str | None,
     plot_threshold: float | None,
     aggregate: str,
+    shapes: tuple[str, ...],
 ) -> None:
     """List the channel groups of MODEL, their members, and the barriers that block some.
+
+    --shape binds an input's dynamic dims for the analysis and the MACs (a dynamic batch
+    counts as 1 without it).
 
     \b
     Example:
       onnxrecede inspect samples/resnet_small.onnx -i samples/resnet_small.imp.json
+      onnxrecede inspect keras_model.onnx --shape input_1:1x224x224x3
     """
     setup_logging(quiet=True)
     from onnxrecede import api
@@ -297,7 +303,9 @@ def inspect_cmd(
         plot_importances(model, importances, plot_path, log_scale, _parse_ratio(plot_ratio),
                          plot_threshold, aggregate, as_json)  # fmt: skip
         return
-    report = api.inspect(model, importances)
+    from onnxrecede.runtime import parse_shape_specs
+
+    report = api.inspect(model, importances, parse_shape_specs(shapes))
     if as_json:
         echo_json(report.to_dict())
     else:

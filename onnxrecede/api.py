@@ -141,11 +141,19 @@ def _choose_plan(
     return make_plan(analysis, scores, base), base, {}
 
 
-def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
-    """Channel groups of a model, their members, barriers and (optionally) importances."""
+def inspect(
+    model: ModelSource,
+    importances: ImportancesSource | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> InspectReport:
+    """Channel groups of a model, their members, barriers and (optionally) importances.
+
+    ``input_shapes`` binds inputs' dynamic dims for the analysis and the cost (``--shape``).
+    """
     m = load_model(model)
-    analysis = analyze(m)
-    cost = count_cost(m)
+    check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
+    analysis = analyze(m, None, input_shapes)
+    cost = count_cost(m, input_shapes)
     plan = None
     if importances is not None:
         imp = load_importances(importances)
@@ -230,7 +238,7 @@ def prune(
     imp = load_importances(importances)
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
-    analysis = analyze(m, progress)
+    analysis = analyze(m, progress, input_shapes)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     scores = _scores(m, imp)
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]

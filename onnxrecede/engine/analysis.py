@@ -13,7 +13,7 @@ Cases:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, node_label
 from onnxrecede.engine.registry import rule_for
-from onnxrecede.engine.shapes import infer_shapes
+from onnxrecede.engine.shapes import bound_inputs, infer_shapes
 from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom
 
 logger = logging.getLogger(__name__)
@@ -89,8 +89,22 @@ class Analysis:
         return sorted({self.group_of_root[int(r)] for r in np.unique(roots)})
 
 
-def analyze(model: ir.Model, progress: Progress | None = None) -> Analysis:
-    """Find the channel groups of ``model`` (which gets inferred shapes, nothing else)."""
+def analyze(
+    model: ir.Model,
+    progress: Progress | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Analysis:
+    """Find the channel groups of ``model`` (which gets inferred shapes, nothing else).
+
+    ``input_shapes`` binds graph inputs' dynamic dims for the analysis (``--shape``): a
+    reshape whose match needs the batch size is then judged for those sizes; the model keeps
+    its own input dims.
+    """
+    with bound_inputs(model, input_shapes):
+        return _analyze(model, progress)
+
+
+def _analyze(model: ir.Model, progress: Progress | None) -> Analysis:
     infer_shapes(model)
     graph = model.graph
     ctx = AnalysisContext(graph)

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.analysis import Analysis, infer_shapes
+from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.engine.rules.elementwise import UNARY_OPS
+from onnxrecede.engine.shapes import refresh_shapes
 from onnxrecede.io.stream import ZeroedTensor
 
 logger = logging.getLogger(__name__)
@@ -299,17 +300,3 @@ def _merge_same_param(edits: list[ParamEdit]) -> list[ParamEdit]:
     for e in edits:
         merged.setdefault((e.node, e.input_index), []).extend(e.ops)
     return [ParamEdit(n, i, tuple(ops)) for (n, i), ops in merged.items()]
-
-
-def refresh_shapes(model: ir.Model) -> None:
-    """Clear every intermediate shape and infer them again (no stale value_info)."""
-    graph = model.graph
-    interface = set(graph.inputs) | set(graph.outputs)
-    for node in graph:
-        for out in node.outputs:
-            if out not in interface:
-                out.shape = None
-    for init in graph.initializers.values():
-        if init.const_value is not None:
-            init.shape = ir.Shape([int(d) for d in init.const_value.shape])  # type: ignore[arg-type]
-    infer_shapes(model)

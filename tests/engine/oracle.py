@@ -65,9 +65,11 @@ def masked_oracle(
     importances: Mapping[str, Sequence[float]] | Any,
     **policy: Any,
 ) -> ir.Model:
-    """The masked reference for ``source`` pruned with ``importances`` and ``policy``."""
+    """The masked reference for ``source`` pruned with ``importances`` and ``policy``
+    (``input_shapes``: the dims bound for the analysis, as ``prune``'s)."""
+    input_shapes = policy.pop("input_shapes", None)
     m = load_model(source)
-    analysis = analyze(m)
+    analysis = analyze(m, None, input_shapes)
     imps = load_importances(importances)
     scores = {r.value: (k, imps.scores[k]) for k, r in resolve_importances(m, imps).items()}
     if policy.get("threshold") is not None:

@@ -46,7 +46,14 @@ def test_reshape_barrier_channel_shuffle():
 def test_flatten_barrier_merging_with_leading_axes():
     def build():
         g = GraphBuilder()
-        x = g.op("Flatten", [g.conv("input", "conv_a", 3, 8)], name="flat", axis=2)  # [8, 64]
-        return g.model(g.op("Gemm", [x, g.rand("w", (64, 10))], name="fc"), (8, 10), 21)
+        x = g.op("Transpose", [g.conv("input", "conv_a", 3, 8)], perm=[0, 2, 1, 3])
+        x = g.op("Flatten", [x], name="flat", axis=3)  # [1, H, C, W] -> [H*C, W]
+        return g.model(g.op("Gemm", [x, g.rand("w", (8, 10))], name="fc"), (64, 10), 21)
 
-    assert_barrier(build(), "Flatten", "flat", r"merges the channel axis with the axes before")
+    assert_barrier(
+        build(),
+        "Flatten",
+        "flat",
+        r"^Flatten at axis 3 merges the channel axis \(axis 2, 8 channels\) of the input "
+        r"\[1, 8, 8, 8\] with the axes before it$",
+    )
