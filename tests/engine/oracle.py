@@ -84,8 +84,12 @@ def assert_equals_masked_oracle(
     importances: Mapping[str, Sequence[float]] | Any,
     **policy: Any,
 ) -> None:
-    """``pruned`` computes what the masked reference of ``source`` computes."""
-    expected, feeds = run(masked_oracle(source, importances, **policy))
+    """``pruned`` computes what the masked reference of ``source`` computes (on inputs of the
+    dims ``input_shapes`` binds, if given)."""
+    rng = np.random.default_rng(123)
+    bound = policy.get("input_shapes") or {}
+    feeds = {n: rng.standard_normal(d).astype(np.float32) for n, d in bound.items()} or None
+    expected, feeds = run(masked_oracle(source, importances, **policy), feeds)
     actual, _ = run(pruned, feeds)
     assert_close(expected, actual)
     assert all(np.isfinite(a).all() for a in actual)
