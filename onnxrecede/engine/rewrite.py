@@ -12,6 +12,9 @@ Cases:
    source; any other computed parameter is folded into a new initializer first.
 4. Values left without uses by the rewrite are removed; shapes are cleared and inferred again,
    so no stale value_info is left.
+5. A weight stored quantized (``DequantizeLinear`` of a constant) stays quantized: its
+   quantized tensor is sliced, and its scale and zero point too when they are per-axis along
+   a sliced axis.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ class _Editor:
             self.orphans.append(old)
 
     def apply_edits(self, edits: list[ParamEdit]) -> None:
-        edits = [self._to_source(e) for e in edits]
+        edits = [source for e in edits for source in self._to_source(e)]
         by_value: dict[ir.Value, list[ParamEdit]] = {}
         for e in edits:
             v = e.node.inputs[e.input_index]
@@ -124,18 +127,23 @@ class _Editor:
         for value, group in by_value.items():
             self._apply_value(value, group)
 
-    def _to_source(self, edit: ParamEdit) -> ParamEdit:
-        """Follow a parameter through single-use unary ops back to its constant source."""
+    def _to_source(self, edit: ParamEdit) -> list[ParamEdit]:
+        """Follow a parameter through single-use unary ops back to its constant source (case 3),
+        and through a ``DequantizeLinear`` to its quantized tensor and per-axis scale and zero
+        point (case 5)."""
         value = edit.node.inputs[edit.input_index]
         while value is not None and self.const.direct(value) is None:
             producer = value.producer()
             if (
                 producer is None
-                or producer.op_type not in _SOURCE_OPS
                 or len(value.uses()) != 1
                 or producer.inputs[0] is None
                 or self.const.value(producer.inputs[0]) is None
             ):
+                break
+            if producer.op_type == "DequantizeLinear":
+                return self._through_dequantize(producer, edit)
+            if producer.op_type not in _SOURCE_OPS:
                 break
             ops = edit.ops
             if producer.op_type == "Transpose":
@@ -144,7 +152,27 @@ class _Editor:
                 ops = tuple((perm[axis], op, idx) for axis, op, idx in ops)
             edit = ParamEdit(producer, 0, ops)
             value = producer.inputs[0]
-        return edit
+        return [edit]
+
+    def _through_dequantize(self, dq: ir.Node, edit: ParamEdit) -> list[ParamEdit]:
+        """Slice the quantized tensor, and the scale and zero point when they are per-axis
+        along a sliced axis; zeroing (the masked reference) or blocked quantization folds."""
+        quantized = self.const.value(dq.inputs[0])
+        assert quantized is not None
+        block = dq.attributes.get_int("block_size", 0)
+        if block or any(op != EditKind.KEEP for _, op, _ in edit.ops):
+            return [edit]  # folded into a float initializer by _apply_value
+        axis = dq.attributes.get_int("axis", 1)
+        axis = axis + quantized.ndim if axis < 0 else axis
+        sources = [ParamEdit(dq, 0, edit.ops)]
+        per_axis = tuple(op for op in edit.ops if op[0] == axis)
+        for index in (1, 2):
+            param = dq.inputs[index] if len(dq.inputs) > index else None
+            arr = self.const.value(param)
+            if arr is None or arr.ndim != 1 or not per_axis:
+                continue
+            sources.append(ParamEdit(dq, index, tuple((0, op, idx) for _, op, idx in per_axis)))
+        return [source for s in sources for source in self._to_source(s)]
 
     def _apply_value(self, value: ir.Value, edits: list[ParamEdit]) -> None:
         original = self.const.value(value)

@@ -16,7 +16,12 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, tracked_input
+from onnxrecede.engine.rules._util import (
+    computed_from_dims,
+    ints_from_attr_or_input,
+    normalize_axis,
+    tracked_input,
+)
 from onnxrecede.engine.symdims import describe_symbols, shape_hint, symbols, value_dims
 
 
@@ -47,7 +52,7 @@ class SqueezeRule(Rule):
             return "the rank of its input is unknown"
         axes, known = ints_from_attr_or_input(ctx, node, "axes", 1)
         if not known:
-            return "its axes are computed at run time"
+            return computed_from_dims(node, "its axes are computed at run time")
         if node.op_type == "Squeeze":
             if axes is None:
                 axes = [i for i, d in enumerate(dims) if d == 1]
@@ -88,7 +93,7 @@ class ResizeRule(Rule):
         elif len(node.inputs) > scales_index and node.inputs[scales_index] is not None:
             scales = ctx.constant(node.inputs[scales_index])
             if scales is None:
-                return "its scales are computed at run time"
+                return computed_from_dims(node, "its scales are computed at run time")
         if scales is not None and scales.size and scales.ravel()[xv.axis] != 1:
             return "it rescales the channel axis"
         ctx.set_view(node.outputs[0], xv.axis, xv.labels)

@@ -21,7 +21,7 @@ import onnx_ir as ir
 from onnxrecede.engine import symdims
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import normalize_axis
+from onnxrecede.engine.rules._util import computed_from_dims, normalize_axis
 from onnxrecede.engine.spaces import ChannelView
 from onnxrecede.engine.symdims import (
     Dim,
@@ -97,7 +97,10 @@ class ReshapeRule(Rule):
         else:
             entries = _target_entries(ctx, node)
             if entries is None:
-                return "its target shape is computed at run time in a way onnxrecede cannot follow"
+                return computed_from_dims(
+                    node,
+                    "its target shape is computed at run time in a way onnxrecede cannot follow",
+                )
             allowzero = bool(node.attributes.get_int("allowzero", 0))
             dout = _with_inferred(resolve_target(din, entries, allowzero), value_dims(out))
             shown = f"the target shape {show(entries)}"
