@@ -297,15 +297,16 @@ def inspect_cmd(
 
     if not os.path.exists(model):
         raise InputError(f"model file not found: {model}")
+    from onnxrecede.runtime import parse_shape_specs
+
+    input_shapes = parse_shape_specs(shapes)
     if plot_path is not None or log_scale or plot_ratio or plot_threshold is not None:
         from onnxrecede_cli.inspect_plot import plot_importances
 
         plot_importances(model, importances, plot_path, log_scale, _parse_ratio(plot_ratio),
-                         plot_threshold, aggregate, as_json)  # fmt: skip
+                         plot_threshold, aggregate, as_json, input_shapes)  # fmt: skip
         return
-    from onnxrecede.runtime import parse_shape_specs
-
-    report = api.inspect(model, importances, parse_shape_specs(shapes))
+    report = api.inspect(model, importances, input_shapes)
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -5,6 +5,7 @@ the batch for the analysis when a reshape needs it."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -92,3 +93,32 @@ def test_shape_binds_the_batch_for_the_analysis(tmp_path):
     dims = [getattr(d, "value", d) for d in pruned.graph.inputs[0].shape]
     assert dims == [BATCH, HW, HW, 3]
     _assert_cut_equals_oracle(model, pruned, imp, 1, input_shapes=shapes)
+
+
+def _cli(*args: object):
+    from click.testing import CliRunner
+    from onnxrecede_cli.main import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_inspect_shape_on_the_command_line(tmp_path):
+    path = tmp_path / "frozen_se.onnx"
+    onnx.save(build_efficientnet_like(se_target=1), path)
+    r = _cli("inspect", path)
+    assert r.exit_code == 0 and "block3a_se_reshape" in r.stdout and "--shape" in r.stdout
+    unbound = json.loads(_cli("inspect", path, "--json").stdout)
+    r = _cli("inspect", path, "--json", "--shape", f"{INPUT}:1x{HW}x{HW}x3")
+    assert r.exit_code == 0, r.output
+    bound = json.loads(r.stdout)
+    assert [b["node"] for b in bound["barriers"]] == ["predictions_sm"]
+    assert bound["macs"] == unbound["macs"]  # the batch counts 1 without --shape
+    assert len(bound["groups"]) == len(unbound["groups"])
+    assert [g["status"] for g in bound["groups"]].count("blocked") == 1
+    r = _cli("inspect", path, "--shape", f"{INPUT}:1x{HW}x{HW}x4")  # contradicts a static dim
+    assert r.exit_code == 2 and r.stderr.startswith("error: --shape input_1:1x16x16x4 conflicts")
+    assert r.stderr.count("\n") == 1
+    r = _cli("inspect", path, "--shape", "nope:1x2")
+    assert r.exit_code == 2 and r.stderr.startswith("error: --shape names 'nope', which is not")
+    r = _cli("inspect")
+    assert r.exit_code == 2 and r.stderr.startswith("error: Missing argument 'MODEL'")

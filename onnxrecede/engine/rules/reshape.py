@@ -80,7 +80,7 @@ def _target_or_reason(
 
 @register("Flatten", "Reshape")
 class ReshapeRule(Rule):
-    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns); splitting it (channel shuffle) is a barrier"
+    behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns), also with a symbolic batch (`[-1, C, 1, 1]`); splitting it (channel shuffle) is a barrier"
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x, out = node.inputs[0], node.outputs[0]
