@@ -149,3 +149,12 @@ def test_api_prune_equals_masked_reference_through_every_chain(files):
     assert_close(expected, run(pruned, feeds)[0])
     original, _ = run(files["paddle"], feeds)
     assert not np.allclose(original[0], expected[0])
+
+
+def test_weight_names_of_constant_weights_key_importances(files):
+    """paddle2onnx names each weight's Constant output after the weight (``conv2.w_0``):
+    such a key names the consumer, also through Identity, Cast and DequantizeLinear."""
+    by_weight = {f"{node}.w_0": scores for node, scores in IMP.items()}
+    _, expected = onnxrecede.prune(files["paddle"], IMP, ratio=0.5, verify=False)
+    _, report = onnxrecede.prune(files["paddle"], by_weight, ratio=0.5, verify=False)
+    assert report.removed_channels == expected.removed_channels and not report.unused_keys
