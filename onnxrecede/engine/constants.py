@@ -168,16 +168,10 @@ def detached_node_proto(node: ir.Node, input_names: list[str]) -> tuple[onnx.Nod
 
 
 def _static_shape(node: ir.Node) -> np.ndarray | None:
-    src = node.inputs[0]
-    if src is None:
+    dims = _shape_dims(node)
+    if dims is None or None in dims:
         return None
-    shape = src.const_value.shape if src.const_value is not None else src.shape
-    if shape is None or not all(isinstance(d, int) for d in shape):
-        return None
-    dims = [int(d) for d in shape]  # type: ignore[arg-type]
-    start = node.attributes.get_int("start", 0)
-    end = node.attributes.get_int("end", len(dims))
-    return np.asarray(dims[slice(start, end)], dtype=np.int64)
+    return np.asarray(dims, dtype=np.int64)
 
 
 def _reads_shape(node: ir.Node) -> bool:
