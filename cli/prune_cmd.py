@@ -297,7 +297,7 @@ def inspect_cmd(
 
     if not os.path.exists(model):
         raise InputError(f"model file not found: {model}")
-    from onnxrecede.runtime import parse_shape_specs
+    from onnxrecede.runtime.session import parse_shape_specs
 
     input_shapes = parse_shape_specs(shapes)
     if plot_path is not None or log_scale or plot_ratio or plot_threshold is not None:

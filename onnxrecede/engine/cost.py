@@ -134,7 +134,7 @@ def count_cost(
 
 
 def _as_ir_model(model: ir.Model | onnx.ModelProto | str | os.PathLike[str]) -> ir.Model:
-    from onnxrecede.model_io import legacy_dims_dynamic
+    from onnxrecede.io.model_files import legacy_dims_dynamic
 
     if isinstance(model, ir.Model):
         return model
