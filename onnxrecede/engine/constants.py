@@ -167,6 +167,20 @@ def detached_node_proto(node: ir.Node, input_names: list[str]) -> tuple[onnx.Nod
     return proto, outs
 
 
+def known_dims(value: ir.Value | None) -> tuple[int, ...] | None:
+    """The fully known dims of a value (its constant's shape first), else None."""
+    if value is None:
+        return None
+    return known_shape(value.const_value.shape if value.const_value is not None else value.shape)
+
+
+def known_shape(shape: Any) -> tuple[int, ...] | None:
+    """A shape's dims when every one is a known int, else None."""
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)
+
+
 def _static_shape(node: ir.Node) -> np.ndarray | None:
     dims = _shape_dims(node)
     if dims is None or None in dims:
@@ -183,7 +197,9 @@ def _reads_shape(node: ir.Node) -> bool:
 def _shape_dims(node: ir.Node) -> list[int | None] | None:
     """The dims a ``Shape`` node reads (None where symbolic), after its start and end."""
     src = node.inputs[0]
-    shape = None if src is None else src.const_value.shape if src.const_value else src.shape
+    if src is None:
+        return None
+    shape = src.const_value.shape if src.const_value is not None else src.shape
     if shape is None:
         return None
     dims = [int(d) if isinstance(d, int) else None for d in shape]

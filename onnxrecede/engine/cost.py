@@ -41,6 +41,7 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import known_dims
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.errors import InputError
 
@@ -316,6 +317,5 @@ def _constant_source(value: ir.Value | None) -> tuple[int, int] | None:
 def _numel(value: ir.Value) -> int | None:
     if value.const_value is not None:
         return math.prod(value.const_value.shape.numpy())
-    if value.shape is not None and all(isinstance(d, int) for d in value.shape):
-        return math.prod(int(d) for d in value.shape if isinstance(d, int))
-    return None
+    dims = known_dims(value)
+    return None if dims is None else math.prod(dims)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.errors import ImportancesError, InputError
 
@@ -56,10 +57,8 @@ class Policy:
             raise InputError(
                 f"aggregate must be one of {', '.join(AGGREGATES)}, got '{self.aggregate}'"
             )
-        if self.min_channels < 1:
-            raise InputError(f"min-channels must be at least 1, got {self.min_channels}")
-        if self.round_to < 1:
-            raise InputError(f"round-to must be at least 1, got {self.round_to}")
+        whole_number("min-channels", self.min_channels)
+        whole_number("round-to", self.round_to)
 
 
 @dataclass
@@ -71,7 +70,7 @@ class Plan:
     restored: int = 0
 
 
-def _class_scores(
+def class_scores(
     analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], aggregate: str
 ) -> dict[int, float]:
     collected: dict[int, list[float]] = {}
@@ -108,7 +107,7 @@ def make_plan(
     keeps an expensive channel to land closer to its target).
     """
     policy.validate()
-    importance = _class_scores(analysis, scores, policy.aggregate)
+    importance = class_scores(analysis, scores, policy.aggregate)
     n_elements = analysis.roots.shape[0]
     removed_roots: set[int] = set()
     candidates: list[tuple[float, int, int, int]] = []  # (importance, group, position, root)
