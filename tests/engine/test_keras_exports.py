@@ -122,3 +122,20 @@ def test_inspect_shape_on_the_command_line(tmp_path):
     assert r.exit_code == 2 and r.stderr.startswith("error: --shape names 'nope', which is not")
     r = _cli("inspect")
     assert r.exit_code == 2 and r.stderr.startswith("error: Missing argument 'MODEL'")
+
+
+def test_plot_histogram_binds_the_batch_like_the_cut(tmp_path):
+    """inspect --plot draws the groups the cut would prune: the group behind the frozen SE
+    reshape is blocked (not drawn) until --shape binds the batch."""
+    from onnxrecede.report.plot import histogram_data
+
+    path = tmp_path / "frozen_se.onnx"
+    onnx.save(build_efficientnet_like(se_target=1), path)
+    imp = make_random_importances(path, seed=7)
+    unbound = histogram_data(path, imp, ratio=0.5)
+    bound = histogram_data(path, imp, ratio=0.5, input_shapes={INPUT: (1, HW, HW, 3)})
+    blocked = [g for g in onnxrecede.inspect(path).groups if g.status == "blocked"]
+    freed = [g for g in blocked if "block3a_se_reshape" in {b["node"] for b in g.barriers}]
+    assert len(freed) == 1
+    assert len(bound.groups) == len(unbound.groups) + 1
+    assert len(bound.values) == len(unbound.values) + freed[0].size
