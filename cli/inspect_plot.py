@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import click
 from onnxrecede_cli.common import echo_json, guard_paths
 
@@ -17,6 +19,7 @@ def plot_importances(
     threshold: float | None,
     aggregate: str,
     as_json: bool,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> None:
     """Draw the histogram to ``plot_path`` (or as text); the summary goes to stdout."""
     from onnxrecede.io.paths import model_reads
@@ -29,7 +32,8 @@ def plot_importances(
     if ratio is not None and threshold is not None:
         raise InputError("give either --ratio or --threshold, not both")
     guard_paths([*model_reads(model), ("-i", importances)], [("--plot", plot_path)])
-    hist = histogram_data(model, importances, ratio=ratio, threshold=threshold, aggregate=aggregate)
+    hist = histogram_data(model, importances, ratio=ratio, threshold=threshold,
+                          aggregate=aggregate, input_shapes=input_shapes)  # fmt: skip
     drawn = False
     if plot_path is not None:
         try:

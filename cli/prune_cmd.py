@@ -278,6 +278,7 @@ def _parse_ratio(text: str | None) -> float | Literal["auto"] | None:
 @_aggregate_option("--plot: how coupled producers' scores combine.")
 @click.option("--head-dims", is_flag=True,
               help="Group attention blocks by head dims (as prune --head-dims) instead of heads.")
+@shape_option
 @handle_errors
 def inspect_cmd(
     model: str,
@@ -289,12 +290,17 @@ def inspect_cmd(
     plot_threshold: float | None,
     aggregate: str,
     head_dims: bool,
+    shapes: tuple[str, ...],
 ) -> None:
     """List the channel groups of MODEL, their members, and the barriers that block some.
+
+    --shape binds an input's dynamic dims for the analysis and the MACs (a dynamic batch
+    counts as 1 without it).
 
     \b
     Example:
       onnxrecede inspect samples/resnet_small.onnx -i samples/resnet_small.imp.json
+      onnxrecede inspect keras_model.onnx --shape input_1:1x224x224x3
     """
     setup_logging(quiet=True)
     from onnxrecede import api
@@ -302,13 +308,16 @@ def inspect_cmd(
 
     if not os.path.exists(model):
         raise InputError(f"model file not found: {model}")
+    from onnxrecede.runtime.session import parse_shape_specs
+
+    input_shapes = parse_shape_specs(shapes)
     if plot_path is not None or log_scale or plot_ratio or plot_threshold is not None:
         from onnxrecede_cli.inspect_plot import plot_importances
 
         plot_importances(model, importances, plot_path, log_scale, _parse_ratio(plot_ratio),
-                         plot_threshold, aggregate, as_json)  # fmt: skip
+                         plot_threshold, aggregate, as_json, input_shapes)  # fmt: skip
         return
-    report = api.inspect(model, importances, head_units="dims" if head_dims else "heads")
+    report = api.inspect(model, importances, input_shapes, head_units="dims" if head_dims else "heads")
     if as_json:
         echo_json(report.to_dict())
     else:

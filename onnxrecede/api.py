@@ -107,18 +107,24 @@ def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str,
 
 
 def inspect(
-    model: ModelSource, importances: ImportancesSource | None = None, head_units: str = "heads"
+    model: ModelSource,
+    importances: ImportancesSource | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    head_units: str = "heads",
 ) -> InspectReport:
     """Channel groups of a model, their members, barriers and (optionally) importances.
 
-    ``head_units``: attention blocks are grouped by whole ``heads`` or by head ``dims``."""
+    ``input_shapes`` binds inputs' dynamic dims for the analysis and the cost (``--shape``);
+    ``head_units``: attention blocks are grouped by whole ``heads`` or by head ``dims``.
+    """
     m = load_model(model)
-    analysis = analyze(m, head_units=head_units)
-    cost = count_cost(m)
+    check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
+    analysis = analyze(m, None, input_shapes, head_units=head_units)
+    cost = count_cost(m, input_shapes)
     plan = None
     if importances is not None:
         imp = load_importances(importances)
-        plan = make_plan(analysis, _scores(m, imp), Policy(ratio=0.0))
+        plan = make_plan(analysis, scores_by_value(m, imp), Policy(ratio=0.0))
     return InspectReport(
         groups=_summaries(analysis, plan),
         barriers=[b.to_dict() for b in analysis.barriers],
@@ -203,8 +209,8 @@ def prune(
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
     stage("analyse")
-    # analyse
-    analysis = analyze(m, progress, head_units=head_units)
+    # analyse (``input_shapes`` binds dynamic dims for the analysis too)
+    analysis = analyze(m, progress, input_shapes, head_units=head_units)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
     # score (importances, or channel costs from calibration data: then reconstructed)
     scores, repair = choose_scores(analysis, imp, request, repair, progress)

@@ -13,7 +13,7 @@ Cases:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -24,7 +24,7 @@ from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.context import AnalysisContext, ConsumeSite, HeadView, node_label
 from onnxrecede.engine.registry import Dims, rule_for
 from onnxrecede.engine.rules.heads import HEAD_UNITS
-from onnxrecede.engine.shapes import infer_shapes
+from onnxrecede.engine.shapes import bound_inputs, infer_shapes
 from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom, ChannelView
 from onnxrecede.errors import InputError
 from onnxrecede.progress import Progress
@@ -124,15 +124,26 @@ class Analysis:
 
 
 def analyze(
-    model: ir.Model, progress: Progress | None = None, head_units: str = "heads"
+    model: ir.Model,
+    progress: Progress | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    head_units: str = "heads",
 ) -> Analysis:
     """Find the channel groups of ``model`` (which gets inferred shapes, nothing else).
 
-    ``head_units``: what a split of the channel axis into (heads, head_dim) prunes, ``heads``
-    (whole heads) or ``dims`` (the same dims of every head); see ``rules.heads``.
+    ``input_shapes`` binds graph inputs' dynamic dims for the analysis (``--shape``): a
+    reshape whose match needs the batch size is then judged for those sizes; the model keeps
+    its own input dims. ``head_units``: what a split of the channel axis into (heads,
+    head_dim) prunes, ``heads`` (whole heads) or ``dims`` (the same dims of every head); see
+    ``rules.heads``.
     """
     if head_units not in HEAD_UNITS:
         raise InputError(f"head units must be one of {', '.join(HEAD_UNITS)}, got '{head_units}'")
+    with bound_inputs(model, input_shapes):
+        return _analyze(model, progress, head_units)
+
+
+def _analyze(model: ir.Model, progress: Progress | None, head_units: str) -> Analysis:
     infer_shapes(model)
     graph = model.graph
     ctx = AnalysisContext(graph, head_units=head_units)

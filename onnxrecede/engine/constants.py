@@ -94,6 +94,8 @@ class ConstantEvaluator:
             return None
         if node.op_type == "Shape":
             return _static_shape(node)
+        if node.op_type in ("Gather", "Slice") and _reads_shape(node):
+            return self._known_dims_of_shape(node, depth)
         if node.op_type == "CastLike" and len(node.inputs) == 2:
             src = self.value(node.inputs[0], depth + 1)
             target = node.inputs[1]
@@ -113,6 +115,29 @@ class ConstantEvaluator:
             names.append(name)
             feeds[name] = arr
         return self._run(node, names, feeds, value)
+
+    def _known_dims_of_shape(self, node: ir.Node, depth: int) -> np.ndarray | None:
+        """``Gather``/``Slice`` of ``Shape(x)`` that picks only dims of x that are known (the
+        channel count of a tensor whose batch is symbolic, say)."""
+        shape_node = node.inputs[0].producer()  # type: ignore[union-attr]
+        assert shape_node is not None
+        dims = _shape_dims(shape_node)
+        if dims is None:
+            return None
+        positions = np.arange(len(dims), dtype=np.int64)
+        names = ["in0"] + [f"in{i}" if v is not None else "" for i, v in enumerate(node.inputs)][1:]
+        feeds = {"in0": positions}
+        for i, v in enumerate(node.inputs[1:], 1):
+            if v is None:
+                continue
+            arr = self.value(v, depth + 1)
+            if arr is None:
+                return None
+            feeds[f"in{i}"] = arr
+        picked = self._run(node, names, feeds, node.outputs[0])
+        if picked is None or any(dims[int(p)] is None for p in picked.ravel()):
+            return None
+        return np.asarray([dims[int(p)] for p in picked.ravel()], np.int64).reshape(picked.shape)
 
     def _run(
         self, node: ir.Node, names: list[str], feeds: dict[str, np.ndarray], value: ir.Value
@@ -157,13 +182,30 @@ def known_shape(shape: Any) -> tuple[int, ...] | None:
 
 
 def _static_shape(node: ir.Node) -> np.ndarray | None:
-    found = known_dims(node.inputs[0])
-    if found is None:
+    dims = _shape_dims(node)
+    if dims is None or None in dims:
         return None
-    dims = list(found)
+    return np.asarray(dims, dtype=np.int64)
+
+
+def _reads_shape(node: ir.Node) -> bool:
+    source = node.inputs[0] if node.inputs else None
+    producer = source.producer() if source is not None else None
+    return producer is not None and producer.op_type == "Shape"
+
+
+def _shape_dims(node: ir.Node) -> list[int | None] | None:
+    """The dims a ``Shape`` node reads (None where symbolic), after its start and end."""
+    src = node.inputs[0]
+    if src is None:
+        return None
+    shape = src.const_value.shape if src.const_value is not None else src.shape
+    if shape is None:
+        return None
+    dims = [int(d) if isinstance(d, int) else None for d in shape]
     start = node.attributes.get_int("start", 0)
     end = node.attributes.get_int("end", len(dims))
-    return np.asarray(dims[slice(start, end)], dtype=np.int64)
+    return dims[slice(start, end)]
 
 
 def as_int_list(arr: np.ndarray | None) -> list[int] | None:

@@ -135,16 +135,18 @@ def count_cost(
 
 
 def _as_ir_model(model: ir.Model | onnx.ModelProto | str | os.PathLike[str]) -> ir.Model:
+    from onnxrecede.io.model_files import legacy_dims_dynamic
+
     if isinstance(model, ir.Model):
         return model
     if isinstance(model, onnx.ModelProto):
         # Wraps the tensors of the proto without copying their data.
-        return ir.serde.deserialize_model(model)
+        return legacy_dims_dynamic(ir.serde.deserialize_model(model))
     path = os.fspath(model)
     if not os.path.isfile(path):
         raise InputError(f"model file not found: {path}")
     try:
-        return ir.load(path)  # external data is memory-mapped lazily, never read here
+        return legacy_dims_dynamic(ir.load(path))  # external data stays in its file
     except Exception as e:  # onnx/protobuf raise many types for a corrupt file
         raise InputError(f"cannot read ONNX model {path}: {e}") from None
 

@@ -12,6 +12,9 @@ Cases:
    source; any other computed parameter is folded into a new initializer first.
 4. Values left without uses by the rewrite are removed; shapes are cleared and inferred again,
    so no stale value_info is left.
+5. A weight stored quantized (``DequantizeLinear`` of a constant) stays quantized: its
+   quantized tensor is sliced, and its scale and zero point too when they are per-axis along
+   a sliced axis.
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ from collections.abc import Iterable
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.analysis import Analysis, infer_shapes
+from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.masking import freeze_shape_scales, mask_activations
 from onnxrecede.engine.registry import rule_for
+from onnxrecede.engine.shapes import refresh_shapes
 from onnxrecede.io.stream import ZeroedTensor
 from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
-
 
 
 def apply_ops(array: np.ndarray, ops: Iterable[EditOp]) -> np.ndarray:
@@ -112,7 +115,7 @@ class _Editor:
             self.orphans.append(old)
 
     def apply_edits(self, edits: list[ParamEdit]) -> None:
-        edits = [self._to_source(e) for e in edits]
+        edits = [source for e in edits for source in self._to_source(e)]
         by_value: dict[ir.Value, list[ParamEdit]] = {}
         for e in edits:
             v = e.node.inputs[e.input_index]
@@ -121,23 +124,46 @@ class _Editor:
         for value, group in by_value.items():
             self._apply_value(value, group)
 
-    def _to_source(self, edit: ParamEdit) -> ParamEdit:
-        """Follow a parameter through single-use unary ops back to its constant source."""
+    def _to_source(self, edit: ParamEdit) -> list[ParamEdit]:
+        """Follow a parameter through single-use unary ops back to its constant source (case 3),
+        and through a ``DequantizeLinear`` to its quantized tensor and per-axis scale and zero
+        point (case 5)."""
         value = edit.node.inputs[edit.input_index]
         while value is not None and self.const.direct(value) is None:
             producer = value.producer()
             rule = rule_for(producer) if producer is not None else None
             source = producer.inputs[0] if producer is not None and producer.inputs else None
             array = self.const.value(source) if source is not None else None
-            if rule is None or array is None or len(value.uses()) != 1:
+            if producer is None or array is None or len(value.uses()) != 1:
                 break
-            assert producer is not None
-            ops = rule.param_source(producer, edit.ops, array.ndim)
+            if producer.op_type == "DequantizeLinear":
+                return self._through_dequantize(producer, edit)
+            ops = rule.param_source(producer, edit.ops, array.ndim) if rule is not None else None
             if ops is None:
                 break
             edit = ParamEdit(producer, 0, ops)
             value = producer.inputs[0]
-        return edit
+        return [edit]
+
+    def _through_dequantize(self, dq: ir.Node, edit: ParamEdit) -> list[ParamEdit]:
+        """Slice the quantized tensor, and the scale and zero point when they are per-axis
+        along a sliced axis; zeroing (the masked reference) or blocked quantization folds."""
+        quantized = self.const.value(dq.inputs[0])
+        assert quantized is not None
+        block = dq.attributes.get_int("block_size", 0)
+        if block or any(op != EditKind.KEEP for _, op, _ in edit.ops):
+            return [edit]  # folded into a float initializer by _apply_value
+        axis = dq.attributes.get_int("axis", 1)
+        axis = axis + quantized.ndim if axis < 0 else axis
+        sources = [ParamEdit(dq, 0, edit.ops)]
+        per_axis = tuple(op for op in edit.ops if op[0] == axis)
+        for index in (1, 2):
+            param = dq.inputs[index] if len(dq.inputs) > index else None
+            arr = self.const.value(param)
+            if arr is None or arr.ndim != 1 or not per_axis:
+                continue
+            sources.append(ParamEdit(dq, index, tuple((0, op, idx) for _, op, idx in per_axis)))
+        return [source for s in sources for source in self._to_source(s)]
 
     def _apply_value(self, value: ir.Value, edits: list[ParamEdit]) -> None:
         original = self.const.value(value)
@@ -329,17 +355,3 @@ def _merge_same_param(edits: list[ParamEdit]) -> list[ParamEdit]:
     for e in edits:
         merged.setdefault((e.node, e.input_index), []).extend(e.ops)
     return [ParamEdit(n, i, tuple(ops)) for (n, i), ops in merged.items()]
-
-
-def refresh_shapes(model: ir.Model) -> None:
-    """Clear every intermediate shape and infer them again (no stale value_info)."""
-    graph = model.graph
-    interface = set(graph.inputs) | set(graph.outputs)
-    for node in graph:
-        for out in node.outputs:
-            if out not in interface:
-                out.shape = None
-    for init in graph.initializers.values():
-        if init.const_value is not None:
-            init.shape = ir.Shape([int(d) for d in init.const_value.shape])  # type: ignore[arg-type]
-    infer_shapes(model)

@@ -13,6 +13,8 @@ Rounds of:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import onnx
 import onnx_ir as ir
@@ -131,3 +133,39 @@ def infer_shapes(model: ir.Model, max_rounds: int = 6) -> None:
                 bridged = True
         if not bridged:
             return
+
+
+def refresh_shapes(model: ir.Model) -> None:
+    """Clear every intermediate shape and infer them again (no stale value_info)."""
+    graph = model.graph
+    interface = set(graph.inputs) | set(graph.outputs)
+    for node in graph:
+        for out in node.outputs:
+            if out not in interface:
+                out.shape = None
+    for init in graph.initializers.values():
+        if init.const_value is not None:
+            init.shape = ir.Shape([int(d) for d in init.const_value.shape])  # type: ignore[arg-type]
+    infer_shapes(model)
+
+
+@contextmanager
+def bound_inputs(
+    model: ir.Model, input_shapes: Mapping[str, Sequence[int]] | None
+) -> Iterator[None]:
+    """Give the named graph inputs the concrete dims ``input_shapes`` binds while the block
+    runs (the analysis then reasons about known sizes); their own dims, and shapes inferred
+    from them, are restored afterwards, so the model written keeps its dynamic dims."""
+    bound = {v: v.shape for v in model.graph.inputs if v.name in (input_shapes or {})}
+    if not bound:
+        yield
+        return
+    assert input_shapes is not None
+    for value in bound:
+        value.shape = ir.Shape([int(d) for d in input_shapes[value.name or ""]])
+    try:
+        yield
+    finally:
+        for value, shape in bound.items():
+            value.shape = shape
+        refresh_shapes(model)

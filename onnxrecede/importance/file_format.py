@@ -232,21 +232,26 @@ def _weight_name(node: ir.Node) -> str | None:
     if idx is None or node.domain not in ("", "ai.onnx") or len(node.inputs) <= idx:
         return None
     v = node.inputs[idx]
-    # Follow Transpose/Cast/Identity chains back to the initializer (Linear exported as MatMul).
-    for _ in range(4):
-        if v is None or v.is_initializer():
+    # Follow Transpose/Cast/Identity/DequantizeLinear chains back to the stored weight: an
+    # initializer, or a Constant node (paddle2onnx names it after the weight).
+    for _ in range(5):
+        if v is None or _stored_weight(v):
             break
         producer = v.producer()
-        if (
-            producer is None
-            or producer.op_type not in ("Transpose", "Cast", "Identity")
-            or not producer.inputs
-        ):
+        if producer is None or producer.op_type not in _WEIGHT_CHAIN or not producer.inputs:
             return None
         v = producer.inputs[0]
-    if v is None or not v.is_initializer():
+    if v is None or not _stored_weight(v):
         return None
     return v.name
+
+
+_WEIGHT_CHAIN = ("Transpose", "Cast", "Identity", "DequantizeLinear")
+
+
+def _stored_weight(value: ir.Value) -> bool:
+    producer = value.producer()
+    return value.is_initializer() or producer is not None and producer.op_type == "Constant"
 
 
 class KeyIndex:
@@ -261,8 +266,8 @@ class KeyIndex:
         }
         for node in graph:
             is_channel_op = node.op_type in CHANNEL_OPS and node.domain in ("", "ai.onnx")
-            if not node.outputs:
-                continue
+            if not node.outputs or node.op_type == "Constant":
+                continue  # a Constant's output is a weight: its name keys its consumer
             out = node.outputs[0]
             for o in node.outputs:
                 if o.name:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from onnxrecede.errors import InputError
 from onnxrecede.io import stream as streamio
 from onnxrecede.io.outputs import Outputs
 
+logger = logging.getLogger(__name__)
+
 #: protobuf cannot serialise a model over 2 GiB: larger ones are saved with external data
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**24
 
@@ -21,9 +24,9 @@ ModelSource = str | os.PathLike[str] | ir.Model | onnx.ModelProto
 def load_model(source: ModelSource) -> ir.Model:
     """A private copy of ``source`` as an onnx-ir model; the source itself is never modified."""
     if isinstance(source, ir.Model):
-        return source.clone()
+        return legacy_dims_dynamic(source.clone())
     if isinstance(source, onnx.ModelProto):
-        return ir.serde.deserialize_model(source)
+        return legacy_dims_dynamic(ir.serde.deserialize_model(source))
     path = Path(os.fspath(source))
     if not path.exists():
         raise InputError(f"model file not found: {path}")
@@ -40,6 +43,24 @@ def load_model(source: ModelSource) -> ir.Model:
             f"{path} is not an ONNX model (no opset, no nodes, no outputs); check the file"
         )
     _check_external_data(model, path)
+    return legacy_dims_dynamic(model)
+
+
+def legacy_dims_dynamic(model: ir.Model) -> ir.Model:
+    """Make ``-1`` and ``0`` dims of the graph's inputs and outputs dynamic (in place).
+
+    Old exporters (paddle2onnx, some TensorFlow converters) write a dynamic batch as the
+    dim value ``-1`` (or ``0``), which ONNX does not define; ONNX Runtime reads it as dynamic.
+    Everything downstream (shape inference, cost, data batches) then sees an unknown dim, and
+    the model written says so the standard way.
+    """
+    graph = model.graph
+    for value in [*graph.inputs, *graph.outputs]:
+        shape = value.shape
+        if shape is not None and any(isinstance(d, int) and d <= 0 for d in shape):
+            dims = [None if isinstance(d, int) and d <= 0 else d for d in shape]
+            value.shape = ir.Shape(dims)
+            logger.debug("input/output '%s': legacy dims <= 0 read as dynamic", value.name)
     return model
 
 

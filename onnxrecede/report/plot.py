@@ -53,6 +53,7 @@ def histogram_data(
     ratio: float | str | None = None,
     threshold: float | None = None,
     aggregate: str = "max",
+    input_shapes: Any = None,
 ) -> ImportanceHistogram:
     """The values, per-group values and threshold to draw for ``model`` and ``importances``."""
     from onnxrecede.engine.analysis import analyze
@@ -62,7 +63,7 @@ def histogram_data(
     from onnxrecede.policy.targets import auto_threshold
 
     m = load_model(model)
-    analysis = analyze(m)
+    analysis = analyze(m, None, input_shapes)  # ``--shape`` binds dims as for the cut
     scores = scores_by_value(m, load_importances(importances))
     importance = class_scores(analysis, scores, aggregate)
     groups = []

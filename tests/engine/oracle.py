@@ -65,10 +65,12 @@ def masked_oracle(
     importances: Mapping[str, Sequence[float]] | Any,
     **policy: Any,
 ) -> ir.Model:
-    """The masked reference for ``source`` pruned with ``importances`` and ``policy``."""
+    """The masked reference for ``source`` pruned with ``importances`` and ``policy``
+    (``input_shapes``: the dims bound for the analysis, as ``prune``'s)."""
+    input_shapes = policy.pop("input_shapes", None)
     m = load_model(source)
     policy = dict(policy)
-    analysis = analyze(m, head_units=policy.pop("head_units", "heads"))
+    analysis = analyze(m, None, input_shapes, head_units=policy.pop("head_units", "heads"))
     imps = load_importances(importances)
     scores = {r.value: (k, imps.scores[k]) for k, r in resolve_importances(m, imps).items()}
     if policy.get("threshold") is not None:
@@ -83,8 +85,12 @@ def assert_equals_masked_oracle(
     importances: Mapping[str, Sequence[float]] | Any,
     **policy: Any,
 ) -> None:
-    """``pruned`` computes what the masked reference of ``source`` computes."""
-    expected, feeds = run(masked_oracle(source, importances, **policy))
+    """``pruned`` computes what the masked reference of ``source`` computes (on inputs of the
+    dims ``input_shapes`` binds, if given)."""
+    rng = np.random.default_rng(123)
+    bound = policy.get("input_shapes") or {}
+    feeds = {n: rng.standard_normal(d).astype(np.float32) for n, d in bound.items()} or None
+    expected, feeds = run(masked_oracle(source, importances, **policy), feeds)
     actual, _ = run(pruned, feeds)
     assert_close(expected, actual)
     assert all(np.isfinite(a).all() for a in actual)

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from tests.models.handmade import IR_VERSION, GraphBuilder
+from tests.models.builder import IR_VERSION, GraphBuilder
 
 LAYOUTS = ("split", "gather", "slice", "separate", "mha")
 OPSET = 21

@@ -51,7 +51,9 @@ def build(seed: int = 0) -> onnx.ModelProto:
                 ("mean", rng.normal(0, 1, cout)), ("var", rng.uniform(0.5, 2, cout)),
             )
         ]  # fmt: skip
-        nodes.append(helper.make_node("BatchNormalization", [out, *params], [f"bn{i}"], name=f"bn{i}"))
+        nodes.append(
+            helper.make_node("BatchNormalization", [out, *params], [f"bn{i}"], name=f"bn{i}")
+        )
         nodes.append(helper.make_node("Relu", [f"bn{i}"], [f"relu{i}"], name=f"relu{i}"))
         x = f"relu{i}"
     graph = helper.make_graph(

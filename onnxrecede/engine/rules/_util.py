@@ -8,6 +8,7 @@ import onnx_ir as ir
 from onnxrecede.engine.constants import as_int_list
 from onnxrecede.engine.context import AnalysisContext
 from onnxrecede.engine.spaces import ChannelView
+from onnxrecede.engine.symdims import describe_symbols, shape_hint, symbols, value_dims
 
 
 def opset(node: ir.Node) -> int:
@@ -52,3 +53,35 @@ def ints_from_attr_or_input(
 
 def kept_count(keep: np.ndarray | None, default: int) -> int:
     return default if keep is None else int(len(keep))
+
+
+def computed_from_dims(node: ir.Node, reason: str, max_depth: int = 16) -> str:
+    """``reason`` for a node whose parameter inputs are computed at run time, naming the
+    option that removes the barrier when they are computed from dims not known until then
+    (``Shape`` of a tensor with symbolic dims: binding the inputs folds them to constants)."""
+    found: dict[str, None] = {}
+    stack = [(v, 0) for v in node.inputs[1:] if v is not None]
+    seen: set[ir.Value] = set()
+    while stack:
+        value, depth = stack.pop()
+        producer = value.producer()
+        if value in seen or producer is None or depth > max_depth:
+            continue
+        seen.add(value)
+        if producer.op_type == "Shape":
+            dims = value_dims(producer.inputs[0])
+            if dims is not None and not all(d.known for d in dims):
+                found.update(dict.fromkeys(symbols(d for d in dims if not d.known)))
+            continue
+        stack.extend((v, depth + 1) for v in producer.inputs if v is not None)
+    if not found:
+        return reason
+    return f"{reason} from dims known only then ({describe_symbols(list(found))}); {shape_hint(node.graph)}"
+
+
+def unknown_dim_reason(node: ir.Node, value: ir.Value | None, axis: int, what: str) -> str:
+    """``what`` about ``value``'s dim ``axis``, naming ``--shape`` when the dim is symbolic."""
+    dims = value_dims(value)
+    if dims is None or axis >= len(dims) or dims[axis].known:
+        return what
+    return f"{what} ({describe_symbols(symbols([dims[axis]]))}); {shape_hint(node.graph)}"

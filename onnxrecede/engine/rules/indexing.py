@@ -19,7 +19,13 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
+from onnxrecede.engine.rules._util import (
+    computed_from_dims,
+    normalize_axis,
+    opset,
+    tracked_input,
+    unknown_dim_reason,
+)
 from onnxrecede.engine.spaces import PAD
 
 
@@ -46,7 +52,8 @@ class ConcatRule(Rule):
                     continue
                 dims = ctx.dims(v)
                 if dims is None or dims[axis] is None:
-                    return f"input '{v.name if v else ''}' has an unknown channel count"
+                    what = f"input '{v.name if v else ''}' has an unknown channel count"
+                    return unknown_dim_reason(node, v, axis, what)
                 parts.append(ctx.fixed(v, int(dims[axis]), node))  # type: ignore[arg-type]
             ctx.set_view(node.outputs[0], axis, np.concatenate(parts))
             return None
@@ -137,7 +144,7 @@ class SplitRule(Rule):
             return None
         sizes = _split_sizes(ctx, node, len(xv))
         if sizes is None or sum(sizes) != len(xv) or len(sizes) != len(node.outputs):
-            return "its split sizes are not constant or do not add up"
+            return computed_from_dims(node, "its split sizes are not constant or do not add up")
         offset = 0
         for out, size in zip(node.outputs, sizes):
             ctx.set_view(out, axis, xv.labels[offset : offset + size])
@@ -195,7 +202,7 @@ class SliceRule(Rule):
             return None
         params = _slice_params(ctx, node)
         if params is None or rank is None:
-            return "its bounds are computed at run time"
+            return computed_from_dims(node, "its bounds are computed at run time")
         starts, ends, axes, steps = params
         axes = [normalize_axis(a, rank) for a in axes]
         if xv.axis not in axes:
@@ -304,7 +311,7 @@ class PadRule(Rule):
             return None
         pads = _pads(ctx, node, rank) if rank is not None else None
         if pads is None or rank is None:
-            return "its pads are computed at run time"
+            return computed_from_dims(node, "its pads are computed at run time")
         lo, hi = pads[xv.axis], pads[xv.axis + rank]
         if lo == 0 and hi == 0:
             ctx.set_view(node.outputs[0], xv.axis, xv.labels)

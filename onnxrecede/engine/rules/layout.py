@@ -2,7 +2,9 @@
 
 Cases:
 1. Transpose: the channel axis moves with the permutation.
-2. Squeeze/Unsqueeze: the channel axis shifts; squeezing it is a barrier.
+2. Squeeze/Unsqueeze: the channel axis shifts; squeezing it is a barrier. A Squeeze without
+   axes over symbolic dims is followed when the output rank says the symbolic dims stay;
+   otherwise the barrier names the symbols and ``--shape``.
 3. Resize/Upsample/Expand/Tile pass channels through; a `sizes`/shape entry for the channel
    axis is rewritten, a channel scale or repeat other than 1 is a barrier.
 """
@@ -14,7 +16,13 @@ import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, EditOp, RewriteContext
 from onnxrecede.engine.registry import Rule, register
-from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, tracked_input
+from onnxrecede.engine.rules._util import (
+    computed_from_dims,
+    ints_from_attr_or_input,
+    normalize_axis,
+    tracked_input,
+)
+from onnxrecede.engine.symdims import describe_symbols, shape_hint, symbols, value_dims
 
 
 @register("Transpose")
@@ -50,12 +58,17 @@ class SqueezeRule(Rule):
             return "the rank of its input is unknown"
         axes, known = ints_from_attr_or_input(ctx, node, "axes", 1)
         if not known:
-            return "its axes are computed at run time"
+            return computed_from_dims(node, "its axes are computed at run time")
         if node.op_type == "Squeeze":
             if axes is None:
                 axes = [i for i, d in enumerate(dims) if d == 1]
-                if any(d is None for d in dims):
-                    return "it squeezes unknown axes"
+                out_rank = ctx.rank(node.outputs[0])
+                if None in dims and out_rank != len(dims) - len(axes):
+                    unknown = symbols(d for d in value_dims(x) or [] if not d.known)
+                    return (
+                        f"it squeezes the axes of size 1 and {describe_symbols(unknown)}; "
+                        f"{shape_hint(node.graph)}"
+                    )
             axes = [normalize_axis(a, len(dims)) for a in axes]
             if xv.axis in axes:
                 return "it squeezes the channel axis"
@@ -86,7 +99,7 @@ class ResizeRule(Rule):
         elif len(node.inputs) > scales_index and node.inputs[scales_index] is not None:
             scales = ctx.constant(node.inputs[scales_index])
             if scales is None:
-                return "its scales are computed at run time"
+                return computed_from_dims(node, "its scales are computed at run time")
         if scales is not None and scales.size and scales.ravel()[xv.axis] != 1:
             return "it rescales the channel axis"
         ctx.set_view(node.outputs[0], xv.axis, xv.labels)
@@ -114,10 +127,12 @@ class ExpandRule(Rule):
         xv, rin, rout = ctx.view(x), ctx.rank(x), ctx.rank(out)
         if xv is None:
             return None
+        arr = ctx.constant(node.inputs[1])
+        if rout is None and rin is not None and arr is not None:
+            rout = rin if node.op_type == "Tile" else max(rin, arr.size)  # broadcasting rule
         if rin is None or rout is None:
             return "the rank of its input or output is unknown"
         axis = xv.axis + rout - rin
-        arr = ctx.constant(node.inputs[1])
         if node.op_type == "Tile" and (arr is None or int(arr.ravel()[xv.axis]) != 1):
             return "it repeats the channel axis"
         dims = ctx.dims(out)

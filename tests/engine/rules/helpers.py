@@ -36,15 +36,22 @@ OPSET = 21
 Middle = Callable[[GraphBuilder, str], tuple[str, int]]
 
 
-def sandwich(middle: Middle, opset: int = OPSET, relu: bool = False) -> onnx.ModelProto:
-    """conv_a (3->8) -> ``middle`` -> conv_b -> head; ``middle`` returns (tensor, channels)."""
+#: a tf2onnx-style dynamic batch: ``sandwich(..., batch=SYMBOLIC_BATCH)``
+SYMBOLIC_BATCH = "N"
+
+
+def sandwich(
+    middle: Middle, opset: int = OPSET, relu: bool = False, batch: int | str = 1
+) -> onnx.ModelProto:
+    """conv_a (3->8) -> ``middle`` -> conv_b -> head; ``middle`` returns (tensor, channels).
+    ``batch``: the input's batch dim, a number or a symbol."""
     g = GraphBuilder()
     x = g.conv("input", "conv_a", 3, 8)
     if relu:
         x = g.op("Relu", [x])
     y, channels = middle(g, x)
     y = g.op("Relu", [g.conv(y, "conv_b", channels, 6)])
-    return g.model(g.head(y, 6), (1, 10), opset)
+    return g.model(g.head(y, 6), (batch, 10), opset, input_shape=(batch, 3, 8, 8))
 
 
 def const(g: GraphBuilder, name: str, array: np.ndarray) -> str:
@@ -139,3 +146,17 @@ def float_input_model(
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def assert_oracle_at_batch(
+    model: onnx.ModelProto, pruned: ir.Model, batch: int, **policy: Any
+) -> None:
+    """``pruned`` equals the masked reference on a batch of ``batch`` (symbolic-batch models)."""
+    from tests.engine.oracle import assert_close, masked_oracle, run
+
+    policy.setdefault("ratio", 0.5)
+    rng = np.random.default_rng(11)
+    feeds = {"input": rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)}
+    expected, _ = run(masked_oracle(model, IMP, **policy), feeds)
+    actual, _ = run(pruned, feeds)
+    assert_close(expected, actual)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 import onnxrecede
 from tests.engine.rules.helpers import (
+    SYMBOLIC_BATCH,
     assert_barrier,
+    assert_oracle_at_batch,
     const,
     prune_through,
     sandwich,
@@ -260,3 +263,53 @@ def test_concat_on_another_axis_slices_constant_inputs():
     pruned, _ = prune_through(sandwich(middle))
     cat = next(n for n in pruned.graph if n.name == "cat")
     assert cat.inputs[1].const_value.shape == (1, 4, 2, 8)
+
+
+def _shape_entry(g: GraphBuilder, x: str, axis: int) -> str:
+    return g.op("Gather", [g.op("Shape", [x]), _ints(g, f"dim{axis}", [axis])], axis=0)
+
+
+def test_slice_bounds_read_from_a_known_dim_beside_a_symbolic_batch():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        args = [_ints(g, "st", [2]), _shape_entry(g, x, 1), _ints(g, "ax", [1])]  # 2..C
+        return g.op("Slice", [x, *args], name="slice"), 6
+
+    model = sandwich(middle, batch=SYMBOLIC_BATCH)
+    pruned, _ = prune_through(model, consumer_channels=3)  # 2..7 minus 3, 5, 7
+    assert_oracle_at_batch(model, pruned, 3)
+
+
+def test_slice_barrier_bounds_from_a_symbolic_dim_names_shape():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        args = [_ints(g, "st", [0]), _shape_entry(g, x, 0), _ints(g, "ax", [0])]  # 0..N
+        return g.op("Slice", [x, *args], name="slice"), 8
+
+    model = sandwich(middle, batch=SYMBOLIC_BATCH)
+    assert_barrier(
+        model,
+        "Slice",
+        "slice",
+        r"^its bounds are computed at run time from dims known only then \(N is symbolic\); "
+        r"give the input dims with --shape NAME:DIMS \(dynamic inputs: input \[N, 3, 8, 8\]\)$",
+    )
+    prune_through(model, input_shapes={"input": (1, 3, 8, 8)})
+
+
+def test_concat_barrier_symbolic_channel_count_names_shape():
+    def build():
+        g = GraphBuilder()
+        x = g.conv("input", "conv_a", 3, 8)
+        y = g.op("Concat", [x, "extra"], name="cat", axis=1)
+        model = g.model(g.op("ReduceMean", [y, _ints(g, "ax", [1])]), (1, 1, 8, 8), 21)
+        model.graph.input.append(
+            onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, [1, "K", 8, 8])
+        )
+        return model
+
+    assert_barrier(
+        build(),
+        "Concat",
+        "cat",
+        r"^input 'extra' has an unknown channel count \(K is symbolic\); give the input dims "
+        r"with --shape NAME:DIMS \(dynamic inputs: extra \[1, K, 8, 8\]\)$",
+    )

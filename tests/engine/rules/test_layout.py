@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.engine.rules.helpers import assert_barrier, const, prune_through, sandwich
+from tests.engine.rules.helpers import (
+    SYMBOLIC_BATCH,
+    assert_barrier,
+    assert_oracle_at_batch,
+    const,
+    prune_through,
+    sandwich,
+)
 from tests.models.handmade import GraphBuilder
 
 
@@ -109,3 +116,39 @@ def test_resize_barrier_runtime_scales():
         return g.op("Resize", [x, "", scales], name="up", mode="nearest"), 8
 
     assert_barrier(sandwich(middle), "Resize", "up", r"scales are computed at run time")
+
+
+# --------------------------------------------------------------- symbolic dims (tf2onnx, Keras)
+
+
+def _pooled(g: GraphBuilder, x: str) -> str:
+    return g.op("ReduceMean", [x, _ints(g, "hw", [2, 3])], name="pool", keepdims=0)  # [N, 8]
+
+
+def test_unsqueeze_and_expand_with_a_symbolic_batch():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        s = g.op("Unsqueeze", [_pooled(g, x), _ints(g, "ax", [2, 3])], name="unsq")  # [N,8,1,1]
+        s = g.op("Expand", [s, _ints(g, "hw_shape", [1, 1, 8, 8])], name="expand")  # [N,8,8,8]
+        return g.op("Mul", [x, g.op("Sigmoid", [s])]), 8
+
+    model = sandwich(middle, batch=SYMBOLIC_BATCH)
+    pruned, _ = prune_through(model)
+    assert_oracle_at_batch(model, pruned, 3)
+
+
+def test_squeeze_without_axes_over_a_symbolic_batch_names_shape():
+    def middle(g: GraphBuilder, x: str) -> tuple[str, int]:
+        pooled = g.op("GlobalAveragePool", [x])  # [N, 8, 1, 1]
+        s = g.op("Squeeze", [pooled], name="sq")  # rank 1 if N == 1, else 2
+        s = g.op("Unsqueeze", [s, _ints(g, "ax", [0, 2, 3])], name="unsq")
+        return g.op("Mul", [x, g.op("Sigmoid", [s])]), 8
+
+    model = sandwich(middle, batch=SYMBOLIC_BATCH)
+    assert_barrier(
+        model,
+        "Squeeze",
+        "sq",
+        r"^it squeezes the axes of size 1 and N is symbolic; give the input dims with --shape "
+        r"NAME:DIMS \(dynamic inputs: input \[N, 3, 8, 8\]\)$",
+    )
+    prune_through(model, input_shapes={"input": (1, 3, 8, 8)})  # --shape: the batch squeezed too
