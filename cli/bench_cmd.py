@@ -16,6 +16,7 @@ from onnxrecede_cli.common import (
     quiet_option,
     setup_logging,
     shape_option,
+    threads_option,
     tolerance_options,
 )
 
@@ -54,12 +55,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     help="Comma-separated batch sizes bound to a dynamic first input dim.",
 )
 @shape_option
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="ORT intra-op threads (default: ORT's choice, one per physical core).",
-)
+@threads_option
 @click.option(
     "--warmup", type=int, default=5, show_default=True, help="Untimed runs per model before timing."
 )

@@ -1,0 +1,103 @@
+"""Timing one small model on one provider: the median of repeated runs after a warm-up."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from onnxrecede.bench.driver import cpu_name
+from onnxrecede.bench.timing import DeviceRunner, HostRunner, Runner, measure_interleaved
+from onnxrecede.runtime import import_ort, provider_full_name, provider_session
+
+SHORT = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt",
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How each point is timed: warm-up runs, then runs for at least ``seconds``."""
+
+    warmup: int = 3
+    seconds: float = 0.03
+
+    def label(self) -> str:
+        return f"w{self.warmup}s{self.seconds:g}"
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where the table is measured: provider (ORT name) and threads."""
+
+    provider: str = "CPUExecutionProvider"
+    threads: int | None = None
+
+    @classmethod
+    def parse(cls, provider: str, threads: int | None) -> Device:
+        return cls(provider_full_name(provider), threads)
+
+    def session(self, model: bytes | str) -> Any:
+        """A session that really runs on the provider (:class:`ProviderUnavailableError`)."""
+        options = {"device_id": "0"} if self.provider != "CPUExecutionProvider" else {}
+        if self.provider == "CUDAExecutionProvider":
+            options["cudnn_conv_algo_search"] = "EXHAUSTIVE"
+        config = {"session.intra_op.allow_spinning": "0"}
+        return provider_session(
+            model, self.provider, threads=self.threads, provider_options=options, config=config
+        )
+
+    def runner(self, session: Any, feeds: Mapping[str, np.ndarray]) -> Runner:
+        if self.provider == "CPUExecutionProvider":
+            return HostRunner(session, feeds)
+        return DeviceRunner(session, feeds, "cuda", 0)
+
+    def machine(self, timing: Timing) -> dict[str, Any]:
+        ort = import_ort()
+        return {
+            "provider": SHORT[self.provider],
+            "device": device_name(self.provider),
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "threads": self.threads,
+            "onnxruntime_version": ort.__version__,
+            "platform": platform.platform(),
+            "timing": timing.label(),
+        }
+
+
+def device_name(provider: str) -> str:
+    """The CPU model, or the GPU name that nvidia-smi reports (device 0)."""
+    if provider == "CPUExecutionProvider":
+        return cpu_name()
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "cuda:0 (name unknown)"
+
+
+def median_ms(
+    device: Device, model: bytes | str, feeds: Mapping[str, np.ndarray], timing: Timing
+) -> float:
+    """Median latency of ``model`` in milliseconds."""
+    runner = device.runner(device.session(model), feeds)
+    samples = measure_interleaved(
+        [runner], warmup=timing.warmup, runs=None, seconds=timing.seconds
+    )[0]
+    return 1e3 * float(np.median(samples))
