@@ -84,6 +84,13 @@ from onnxrecede.errors import InputError
 @click.option("--target-speedup", type=POSITIVE, default=None, metavar="X",
               help="Smallest cut measured X times faster on CPU (ONNX Runtime); exit 5 if "
                    "unreachable.")
+@click.option("--target-latency", type=POSITIVE, default=None, metavar="F",
+              help="Keep at most this fraction of the latency predicted by --latency-table "
+                   "(0 < F < 1); the cut is measured once afterwards.")
+@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
+              metavar="TABLE.json",
+              help="Latency table from `onnxrecede latency`, for --target-latency, or for "
+                   "--target-speedup instead of trial runs.")
 @click.option("--search-rounds", type=int, default=5, show_default=True,
               help="--target-speedup: benchmark rounds of the bisection.")
 @click.option("--search-seconds", type=POSITIVE, default=3.0, show_default=True,
@@ -134,6 +141,8 @@ def prune(
     target_macs: float | None,
     target_params: float | None,
     target_speedup: float | None,
+    target_latency: float | None,
+    latency_table: str | None,
     search_rounds: int,
     search_seconds: float,
     round_to: int,
@@ -169,7 +178,8 @@ def prune(
     quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
     guard_paths(
-        [*model_reads(model), ("--importances", importances), *quality.reads],
+        [*model_reads(model), ("--importances", importances), ("--latency-table", latency_table),
+         *quality.reads],
         [("-o", output), ("the external data of -o", f"{output}.data"), ("--report", report_path)],
     )
     with Outputs() as outputs, progress_callback(not quiet) as progress:
@@ -191,6 +201,8 @@ def prune(
                 target_params=target_params,
                 target_speedup=target_speedup,
                 speedup_search={"rounds": search_rounds, "seconds": search_seconds},
+                latency_table=latency_table,
+                target_latency=target_latency,
                 verify=verify,
                 input_shapes=input_shapes,
                 atol=atol,

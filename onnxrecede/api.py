@@ -26,6 +26,8 @@ from onnxrecede.importance.file_format import Importances, load_importances, res
 from onnxrecede.io import stream as streamio
 from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
 from onnxrecede.io.outputs import Outputs
+from onnxrecede.latency.budget import LatencyTarget
+from onnxrecede.latency.prune_target import MEASURE_SECONDS, latency_target, measure_cut
 from onnxrecede.repair.steps import CutRepair, RepairOptions
 from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
 from onnxrecede.runtime.session import check_shape_specs, check_tolerances
@@ -107,9 +109,16 @@ def _choose_plan(
     target_macs: float | None,
     target_params: float | None,
     before: Any,
+    latency: LatencyTarget | None = None,
 ) -> tuple[Plan, Policy, dict[str, Any]]:
-    """The plan for a fixed policy, ``ratio="auto"``, or a MAC / params target."""
+    """The plan for a fixed policy, ``ratio="auto"``, a MAC / params or a latency target."""
     from onnxrecede.policy import targets
+
+    if latency is not None:
+        from onnxrecede.latency.budget import search_latency
+
+        chosen = search_latency(analysis, scores, base, latency)
+        return chosen.plan, chosen.policy, chosen.report
 
     if ratio == "auto":
         cut = targets.auto_threshold(
@@ -172,6 +181,8 @@ def prune(
     target_params: float | None = None,
     target_speedup: float | None = None,
     speedup_search: Mapping[str, Any] | None = None,
+    latency_table: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    target_latency: float | None = None,
     verify: bool = True,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     atol: float = 1e-5,
@@ -189,7 +200,11 @@ def prune(
     - ``threshold``: remove channels whose importance is below it;
     - ``target_macs`` / ``target_params``: keep at most this fraction of the MACs / params;
     - ``target_speedup``: the smallest cut measured (ONNX Runtime, CPU) to run this much faster
-      (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``).
+      (``speedup_search``: ``rounds``, ``seconds``, ``threads``, ``batch``); with
+      ``latency_table``, the table's prediction instead of trial runs (``1 / target_speedup``);
+    - ``target_latency`` F with ``latency_table`` (``onnxrecede latency``): keep at most F of
+      the original latency, each group's kept count chosen by a knapsack over the measured
+      steps (:mod:`onnxrecede.latency.budget`); the cut is measured once afterwards.
 
     ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an
@@ -204,12 +219,14 @@ def prune(
         for name, v in (
             ("--ratio", ratio), ("--threshold", threshold), ("--target-macs", target_macs),
             ("--target-params", target_params), ("--target-speedup", target_speedup),
+            ("--target-latency", target_latency),
         )
         if v is not None
     ]  # fmt: skip
     if len(given) > 1:
         raise InputError(f"give only one of {', '.join(given)}")
-    if target_speedup is not None:
+    latency = latency_target(latency_table, target_latency, target_speedup)
+    if target_speedup is not None and latency is None:
         from onnxrecede.policy.speedup import prune_to_speedup
 
         return prune_to_speedup(
@@ -220,7 +237,7 @@ def prune(
         )  # fmt: skip
     if isinstance(ratio, str) and ratio != "auto":
         raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{ratio}'")
-    if ratio == "auto" or target_macs is not None or target_params is not None:
+    if ratio == "auto" or target_macs is not None or target_params is not None or latency:
         base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)  # chosen below
     else:
         if ratio is None and threshold is None:
@@ -237,7 +254,7 @@ def prune(
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
     plan, policy, chosen = _choose_plan(
-        analysis, scores, base, ratio, target_macs, target_params, before
+        analysis, scores, base, ratio, target_macs, target_params, before, latency
     )
     removed = _removed_channels(analysis, plan.keep_element)
     groups = _summaries(analysis, plan)
@@ -245,6 +262,7 @@ def prune(
     masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify else None
     if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
         masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
+    reference = m.clone() if latency is not None else None  # measured against the cut below
     rewrite(analysis, plan.keep_element, progress)
     if repairer is not None:
         repairer.after_rewrite(m)
@@ -259,6 +277,10 @@ def prune(
             repairer.note_verification(verification)
         if progress is not None:
             progress("verify", 1, 1)
+    if reference is not None and latency is not None:
+        seconds = (speedup_search or {}).get("seconds", MEASURE_SECONDS)
+        chosen["latency"].update(measure_cut(reference, m, latency.table, float(seconds)))
+        del reference
     prunable = sum(g.size for g in groups if g.status in ("pruned", "kept"))
     report = PruneReport(
         policy={

@@ -188,6 +188,10 @@ def format_policy(report: PruneReport) -> list[str]:
     p = report.policy
     lines = []
     prunable = max(report.channels_prunable, 1)
+    if p.get("latency"):
+        from onnxrecede.latency.report import format_latency
+
+        lines.extend(format_latency(p["target_latency"], p["latency"]))
     if p.get("auto"):
         a = p["auto"]
         lines.append(
