@@ -86,6 +86,20 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 )
 @click.option("--spin", is_flag=True, help="Let ORT worker threads spin between runs.")
 @click.option(
+    "--cuda-graph",
+    is_flag=True,
+    help="Replay ORT CUDA graphs over fixed IO-bound buffers (launch-bound batch-1 numbers); "
+    "implies --providers cuda; exit 3 where the CUDA EP cannot run.",
+)
+@click.option(
+    "--cudnn-conv-algo-search",
+    type=click.Choice(["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]),
+    default="EXHAUSTIVE",
+    show_default=True,
+    help="cuDNN convolution algorithm search of the CUDA EP (ORT 1.20+ maps DEFAULT to a slow "
+    "fallback).",
+)
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -123,6 +137,8 @@ def bench(
     include_copies: bool,
     trt_cache: str | None,
     spin: bool,
+    cuda_graph: bool,
+    cudnn_conv_algo_search: str,
     seed: int,
     atol: float,
     rtol: float,
@@ -153,6 +169,8 @@ def bench(
     reads = [r for m in models for r in model_reads(m)]
     guard_paths([*reads, ("--inputs", inputs)], [("--json", json_out)])
     extra: dict[str, Any] = {"trt_cache_dir": Path(trt_cache)} if trt_cache else {}
+    if cuda_graph and providers == "cpu":
+        providers = "cuda"  # the default: --cuda-graph means CUDA
     options = BenchOptions(
         providers=tuple(p for p in providers.split(",") if p.strip()),
         batches=_int_list(batch, "--batch"),
@@ -164,6 +182,8 @@ def bench(
         inputs=Path(inputs) if inputs else None,
         include_copies=include_copies,
         spin=spin,
+        cuda_graph=cuda_graph,
+        cudnn_conv_algo_search=cudnn_conv_algo_search,
         seed=seed,
         atol=atol,
         rtol=rtol,

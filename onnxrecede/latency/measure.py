@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from onnxrecede.bench.driver import cpu_name
+from onnxrecede.bench.driver import cpu_name, gpu_name
 from onnxrecede.bench.timing import DeviceRunner, HostRunner, Runner, measure_interleaved
 from onnxrecede.runtime import import_ort, provider_full_name, provider_session
 
@@ -76,20 +74,7 @@ class Device:
 
 def device_name(provider: str) -> str:
     """The CPU model, or the GPU name that nvidia-smi reports (device 0)."""
-    if provider == "CPUExecutionProvider":
-        return cpu_name()
-    smi = shutil.which("nvidia-smi")
-    if smi is not None:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
-                capture_output=True, text=True, timeout=20, check=False,
-            )  # fmt: skip
-            if out.returncode == 0 and out.stdout.strip():
-                return out.stdout.strip().splitlines()[0]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return "cuda:0 (name unknown)"
+    return cpu_name() if provider == "CPUExecutionProvider" else gpu_name()
 
 
 def median_ms(
