@@ -134,17 +134,17 @@ def costed_units(analysis: Analysis, table: Mapping[str, Any], model: ir.Model) 
     return out
 
 
-def _costed(unit: Unit, row: Mapping[str, Any]) -> CostedUnit:
-    def curve(side: str) -> Curve | None:
-        entry = row.get(side)
-        if not entry or "curve" not in entry:
-            return None
-        pts = sorted((int(k), float(ms)) for k, ms in entry["curve"])
-        return Curve(tuple(k for k, _ in pts), tuple(ms for _, ms in pts))
+def read_curve(entry: Mapping[str, Any] | None) -> Curve | None:
+    """A layer's ``out`` / ``in`` entry of the table as a curve (None: not a prunable axis)."""
+    if not entry or "curve" not in entry:
+        return None
+    pts = sorted((int(k), float(ms)) for k, ms in entry["curve"])
+    return Curve(tuple(k for k, _ in pts), tuple(ms for _, ms in pts))
 
-    return CostedUnit(
-        unit.name, float(row["full_ms"]), unit.out, unit.inp, curve("out"), curve("in")
-    )
+
+def _costed(unit: Unit, row: Mapping[str, Any]) -> CostedUnit:
+    out, inp = read_curve(row.get("out")), read_curve(row.get("in"))
+    return CostedUnit(unit.name, float(row["full_ms"]), unit.out, unit.inp, out, inp)
 
 
 def group_options(

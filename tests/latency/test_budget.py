@@ -12,6 +12,7 @@ from onnxrecede_cli.main import main
 
 import onnxrecede
 from onnxrecede.engine.targets import UnreachableTargetError
+from onnxrecede.latency.predict import predicted_fraction
 from tests.latency.stub import STEP, predicted, stub_table
 
 SAMPLE = "samples/resnet_small.onnx"
@@ -48,6 +49,7 @@ def test_plan_meets_the_target_on_steps(fraction):
     proto = onnxrecede_to_proto(pruned)
     truth = predicted(table, _unit_counts(proto, table))
     assert lat["predicted_fraction"] == pytest.approx(truth)
+    assert predicted_fraction(table, pruned) == pytest.approx(truth)
     assert truth <= fraction + 1e-9
     assert truth > fraction - 0.15  # the budget is used, not wasted
     assert report.verification["masked_reference"] == "passed"
