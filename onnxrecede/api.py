@@ -15,6 +15,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
+from onnxrecede.engine.branches import Branch, branch_constants, find_branches, remove_branches
 from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
@@ -90,11 +91,25 @@ def _summary(g: ChannelGroup, plan: Plan | None) -> GroupSummary:
     )
 
 
+def _remove_branches(
+    analysis: Analysis,
+    cut: list[Branch],
+    masked: ir.Model | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> list[dict[str, Any]]:
+    """Residual branches whose inner group lost every channel go (engine.branches, case 3)."""
+    if not cut:
+        return []
+    assert masked is not None
+    constants = branch_constants(masked, cut, input_shapes)
+    return remove_branches(analysis, cut, constants)
+
+
 def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str, list[int]]:
     removed: dict[str, list[int]] = {}
     for node, view in analysis.ctx.channel_outputs.items():
-        if node.op_type not in REPORTED_PRODUCERS:
-            continue
+        if node.op_type not in REPORTED_PRODUCERS or node.graph is None:
+            continue  # not a producer, or gone with its residual branch
         gone = np.flatnonzero(~keep_element[view.labels])
         if len(gone):
             removed[node.name or f"{node.op_type}@{id(node)}"] = [int(i) for i in gone]
@@ -110,6 +125,7 @@ def _choose_plan(
     target_params: float | None,
     before: Any,
     latency: LatencyTarget | None = None,
+    whole_groups: frozenset[int] = frozenset(),
 ) -> tuple[Plan, Policy, dict[str, Any]]:
     """The plan for a fixed policy, ``ratio="auto"``, a MAC / params or a latency target."""
     from onnxrecede.policy import targets
@@ -134,7 +150,8 @@ def _choose_plan(
             cut.threshold, cut.means[0], cut.means[1], cut.separation,
             100 * cut.fraction_below,
         )  # fmt: skip
-        return make_plan(analysis, scores, policy), policy, {"auto": cut.to_dict()}
+        plan = make_plan(analysis, scores, policy, whole_groups=whole_groups)
+        return plan, policy, {"auto": cut.to_dict()}
     if target_macs is not None or target_params is not None:
         metric, fraction = ("macs", target_macs) if target_macs is not None else ("params", target_params)
         assert fraction is not None
@@ -147,7 +164,7 @@ def _choose_plan(
                        "estimate_params": result.estimate[1], "steps": result.steps,
                        "kept_below_threshold": result.skipped_channels},
         }  # fmt: skip
-    return make_plan(analysis, scores, base), base, {}
+    return make_plan(analysis, scores, base, whole_groups=whole_groups), base, {}
 
 
 def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
@@ -164,6 +181,7 @@ def inspect(model: ModelSource, importances: ImportancesSource | None = None) ->
         barriers=[b.to_dict() for b in analysis.barriers],
         params=cost.params,
         macs=cost.macs,
+        removable_branches=[b.to_dict() for b in find_branches(analysis)],
     )
 
 
@@ -253,15 +271,19 @@ def prune(
     unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
     for key in unused:
         logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
-    plan, policy, chosen = _choose_plan(
-        analysis, scores, base, ratio, target_macs, target_params, before, latency
-    )
-    removed = _removed_channels(analysis, plan.keep_element)
-    groups = _summaries(analysis, plan)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
-    masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify else None
+    branches = find_branches(analysis) if repairer is None else []
+    plan, policy, chosen = _choose_plan(
+        analysis, scores, base, ratio, target_macs, target_params, before, latency,
+        frozenset(g for b in branches for g in b.groups),
+    )  # fmt: skip
+    cut = [b for b in branches if plan.removed_groups & set(b.groups)]
+    groups = _summaries(analysis, plan)
+    masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify or cut else None
     if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
         masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
+    blocks = _remove_branches(analysis, cut, masked, input_shapes)
+    removed = _removed_channels(analysis, plan.keep_element)
     reference = m.clone() if latency is not None else None  # measured against the cut below
     rewrite(analysis, plan.keep_element, progress)
     if repairer is not None:
@@ -305,6 +327,7 @@ def prune(
         unused_keys=unused,
         nothing_removed=why_nothing_removed(groups, min_channels),
         repair=repairer.report() if repairer is not None else None,
+        blocks_removed=blocks,
     )
     if report.nothing_removed:
         logger.warning("warning: nothing was removed: %s", report.nothing_removed)

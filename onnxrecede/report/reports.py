@@ -50,6 +50,8 @@ class PruneReport:
     #: why no channel was removed (None when some were)
     nothing_removed: str | None = None
     repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
+    #: residual branches removed whole (onnxrecede.engine.branches)
+    blocks_removed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def groups_pruned(self) -> list[GroupSummary]:
@@ -78,6 +80,7 @@ class PruneReport:
             "unused_keys": self.unused_keys,
             "nothing_removed": self.nothing_removed,
             "repair": self.repair,
+            "blocks_removed": self.blocks_removed,
         }
 
 
@@ -110,6 +113,8 @@ class InspectReport:
     barriers: list[dict[str, str]]
     params: int
     macs: int
+    #: residual branches that go whole when one of their inner groups loses every channel
+    removable_branches: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +122,7 @@ class InspectReport:
             "barriers": self.barriers,
             "params": self.params,
             "macs": self.macs,
+            "removable_branches": self.removable_branches,
         }
 
 
@@ -159,6 +165,7 @@ def format_prune(report: PruneReport) -> str:
         f"MACs: {_human(report.macs_before)} -> {_human(report.macs_after)} "
         f"(-{_pct(report.macs_before, report.macs_after).strip()})"
     )
+    lines.extend(_branch_lines("residual branches removed", report.blocks_removed))
     lines.extend(format_policy(report))
     if report.repair:
         from onnxrecede.repair.steps import format_repair
@@ -236,6 +243,17 @@ def format_policy(report: PruneReport) -> list[str]:
     return lines
 
 
+def _branch_lines(title: str, branches: list[dict[str, Any]]) -> list[str]:
+    """One line per residual branch: its Add, its nodes, the groups whose removal takes it."""
+    if not branches:
+        return []
+    lines = ["", f"{title}:"]
+    for b in branches:
+        groups = ", ".join(str(g) for g in b["groups"])
+        lines.append(f"  into Add '{b['add']}' ({len(b['nodes'])} nodes; group {groups}): {_names(b['nodes'])}")
+    return lines
+
+
 def format_inspect(report: InspectReport) -> str:
     lines = ["group  size  status     importance (min/median/max)  producers"]
     for g in report.groups:
@@ -247,6 +265,7 @@ def format_inspect(report: InspectReport) -> str:
         lines.append("barriers:")
         for b in report.barriers:
             lines.append(f"  {b['op_type']} '{b['node']}': {b['reason']}")
+    lines.extend(_branch_lines("removable residual branches", report.removable_branches))
     lines.append("")
     lines.append(f"params: {_human(report.params)}   MACs: {_human(report.macs)}")
     return "\n".join(lines)
