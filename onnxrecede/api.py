@@ -133,7 +133,7 @@ def _choose_plan(
     if latency is not None:
         from onnxrecede.latency.budget import search_latency
 
-        chosen = search_latency(analysis, scores, base, latency)
+        chosen = search_latency(analysis, scores, base, latency, whole_groups)
         return chosen.plan, chosen.policy, chosen.report
 
     if ratio == "auto":

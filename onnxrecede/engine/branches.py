@@ -96,7 +96,7 @@ def _branch(
         for o in node.outputs:
             if o.is_graph_output() or any(u.node not in nodes for u in o.uses() if o is not out):
                 return None
-    groups = [g for g in _inner_groups(analysis, nodes) if _cuts(analysis, g, nodes, out)]
+    groups = [g for g in inner_groups(analysis, nodes) if _cuts(analysis, g, nodes, out)]
     if not groups:
         return None
     return Branch(add, out, sorted(nodes, key=order.__getitem__), groups)
@@ -110,7 +110,8 @@ def _group_values(analysis: Analysis, gid: int) -> list[ir.Value]:
     ]
 
 
-def _inner_groups(analysis: Analysis, nodes: set[ir.Node]) -> list[int]:
+def inner_groups(analysis: Analysis, nodes: set[ir.Node]) -> list[int]:
+    """Case 2: the prunable groups all of whose tensors ``nodes`` produce."""
     inner = []
     for g in analysis.groups:
         if not g.prunable:

@@ -20,6 +20,12 @@ Cases:
    exact prediction of case 1-2 meets the target; of the plans that meet it, the one keeping
    the most importance is taken. If even every group at its floor misses the target, the
    smallest reachable fraction is reported.
+6. A removable residual branch (:mod:`onnxrecede.engine.branches`) is one more option of its
+   first inner group: kept count 0, which costs 0 for every layer of the branch (its measured
+   latencies, launches included, are saved). Its value is minus the importance of the
+   branch's other inner groups: those stay at full width in the knapsack (free once the
+   branch is gone) yet go with it, so a removed branch counts exactly the importance of every
+   channel it held as lost, the same measure as for channels.
 """
 
 from __future__ import annotations
@@ -68,8 +74,12 @@ class CostedUnit:
     inp: Axis | None
     out_curve: Curve | None
     in_curve: Curve | None
+    #: case 6: the group whose count 0 removes this layer's residual branch
+    gone_with: int | None = None
 
     def ms(self, counts: Mapping[int, int], sizes: Mapping[int, int]) -> float:
+        if self.gone_with is not None and counts[self.gone_with] == 0:
+            return 0.0
         value = self.full_ms
         for axis, curve in ((self.out, self.out_curve), (self.inp, self.in_curve)):
             if axis is not None and curve is not None and axis.variable and self.full_ms > 0:
@@ -103,6 +113,7 @@ class GroupOptions:
     counts: list[int]
     values: list[float]
     keep_order: list[int]  # roots, most important first; unscored first of all
+    unscored: int = 0
 
 
 @dataclass
@@ -174,7 +185,7 @@ def group_options(
             counts = [k for k in counts if k % policy.round_to == 0 or k == g.size]
         counts = sorted(set(counts) | {g.size})
         values = [float(cumulative[k - len(unscored)]) for k in counts]
-        result.append(GroupOptions(g.id, counts, values, order))
+        result.append(GroupOptions(g.id, counts, values, order, len(unscored)))
     return result
 
 
@@ -232,6 +243,7 @@ def search_latency(
     scores: Scores,
     policy: Policy,
     target: LatencyTarget,
+    whole_groups: frozenset[int] = frozenset(),
 ) -> LatencyResult:
     """Cases 1-5: the plan and its predicted latency fraction."""
     fraction = target.fraction
@@ -241,6 +253,7 @@ def search_latency(
     units = costed_units(analysis, table, analysis.model)
     max_points = int(table.get("max_points", 32))
     options = group_options(analysis, scores, policy, max_points)
+    _branch_options(analysis, units, options, whole_groups)
     if not options:
         raise InputError(
             "no prunable channel is scored by these importances, so no latency budget can be "
@@ -308,6 +321,33 @@ def _bisect(model: _Model, options: list[GroupOptions], goal: float) -> tuple[di
     return best, tries
 
 
+def _branch_options(
+    analysis: Analysis,
+    units: list[CostedUnit],
+    options: list[GroupOptions],
+    whole_groups: frozenset[int],
+) -> None:
+    """Case 6: count 0 for the first inner group of every removable branch."""
+    if not whole_groups:
+        return
+    from onnxrecede.engine.branches import find_branches, inner_groups
+
+    by_gid = {o.gid: o for o in options}
+    by_name = {u.name: u for u in units}
+    for branch in find_branches(analysis):
+        first = by_gid.get(branch.groups[0]) if branch.groups[0] in whole_groups else None
+        if first is None or first.unscored or 0 in first.counts:
+            continue
+        inner = inner_groups(analysis, set(branch.nodes))
+        others = [by_gid[g].values[-1] for g in inner if g != first.gid and g in by_gid]
+        first.counts.insert(0, 0)
+        first.values.insert(0, -float(sum(others)))
+        for node in branch.nodes:
+            unit = by_name.get(node.name or "")
+            if unit is not None:
+                unit.gone_with = first.gid
+
+
 def _plan(
     analysis: Analysis, scores: Scores, policy: Policy, options: list[GroupOptions],
     counts: Mapping[int, int],
@@ -317,8 +357,11 @@ def _plan(
     for opt in options:
         for r in opt.keep_order[counts[opt.gid] :]:
             keep_root[r] = False
-    restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
+    gone = {o.gid for o in options if counts[o.gid] == 0}
+    exempt = {int(r) for g in gone for r in analysis.groups[g].classes}
+    restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels, exempt)
     plan = Plan(keep_root[analysis.roots], importance, {o.gid for o in options}, restored=restored)
+    plan.removed_groups = gone
     for g in analysis.groups:
         n = int((~keep_root[g.classes]).sum())
         if n:

@@ -202,6 +202,7 @@ def build_table(
         "cache": {"hits": cache.hits, "measured": cache.misses},
         "units": rows,
         "groups": _group_rows(analysis, units),
+        "branches": _branch_rows(analysis, rows),
     }
 
 
@@ -232,6 +233,18 @@ def _group_rows(analysis: Analysis, units: list[Unit]) -> list[dict[str, Any]]:
             "units": [u.name for u in units if g.id in u.groups],
         })  # fmt: skip
     return rows
+
+
+def _branch_rows(analysis: Analysis, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Removable residual branches, their layers and the sum of those layers' latencies."""
+    from onnxrecede.engine.branches import find_branches
+
+    full = {r["node"]: r["full_ms"] for r in rows}
+    out = []
+    for branch in find_branches(analysis):
+        names = [n.name for n in branch.nodes if n.name in full]
+        out.append(branch.to_dict() | {"units": names, "ms": sum(full[n] for n in names)})
+    return out
 
 
 def _point_ms(

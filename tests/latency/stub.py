@@ -15,7 +15,7 @@ STEP = 8
 
 def staircase(k: int, size: int) -> float:
     """Cost proportional to the kept count rounded up to a multiple of STEP."""
-    return math.ceil(k / STEP) * STEP / size
+    return min(math.ceil(k / STEP) * STEP, size) / size
 
 
 def stub_table(path: Path, max_points: int = 32) -> dict[str, Any]:

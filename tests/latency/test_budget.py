@@ -99,9 +99,12 @@ def test_round_to_and_min_channels_restrict_the_options():
         SAMPLE, IMP, latency_table=table, target_latency=0.5, verify=False, round_to=16,
         min_channels=16, speedup_search={"seconds": 0.05},
     )  # fmt: skip
+    gone = {g for b in report.blocks_removed for g in b["groups"]}
     for g in report.groups:
-        if g.status == "pruned":
+        if g.status == "pruned" and g.id not in gone:  # min-channels: only what remains
             assert (g.size - g.removed) % 16 == 0 and g.size - g.removed >= 16
+        elif g.id in gone:
+            assert g.removed == g.size
 
 
 def _run(args):
@@ -159,3 +162,46 @@ def test_not_a_table(tmp_path):
     r = _run(["prune", SAMPLE, "-i", IMP, "-o", tmp_path / "p.onnx",
               "--latency-table", path, "--target-latency", "0.5"])  # fmt: skip
     assert r.exit_code == 2 and "is not an onnxrecede latency table" in r.output
+
+
+def test_knapsack_removes_a_cheap_branch_as_one_option(zoo_path):
+    from onnxrecede.engine.analysis import analyze
+    from onnxrecede.engine.branches import find_branches
+    from onnxrecede.model_io import load_model
+    from tests.models.importances import make_random_importances
+
+    path = zoo_path("resnet_bottleneck", "torchscript")
+    analysis = analyze(load_model(path))
+    branch = find_branches(analysis)[0]
+    inner = [p for g in branch.groups for p in analysis.groups[g].producers]
+    imp = {k: [0.5 + 0.5 * v for v in vs] for k, vs in make_random_importances(path).items()}
+    for name in inner:  # the branch's channels matter little
+        imp[name] = [0.01 * v for v in imp[name]]
+    table = stub_table(path)
+    pruned, report = onnxrecede.prune(
+        path, imp, latency_table=table, target_latency=0.8, speedup_search={"seconds": 0.05},
+        min_channels=2,
+    )  # fmt: skip
+    (block,) = report.blocks_removed
+    assert block["nodes"] == [n.name for n in branch.nodes]
+    assert report.verification["masked_reference"] == "passed"
+    lat = report.policy["latency"]
+    assert lat["predicted_fraction"] <= 0.8
+    assert predicted_fraction(table, pruned) == pytest.approx(lat["predicted_fraction"])
+    assert "0" in {str(v) for v in lat["kept_counts"].values()}
+
+
+def test_without_branch_options_the_branch_stays(zoo_path, monkeypatch):
+    """The same cut when no branch may go: every group keeps channels (break-the-feature check)."""
+    path = zoo_path("resnet_bottleneck", "torchscript")
+    monkeypatch.setattr("onnxrecede.api.find_branches", lambda analysis: [])
+    table = stub_table(path)
+    from tests.models.importances import make_random_importances
+
+    imp = make_random_importances(path)
+    _, report = onnxrecede.prune(
+        path, imp, latency_table=table, target_latency=0.8, verify=False,
+        speedup_search={"seconds": 0.05},
+    )  # fmt: skip
+    assert report.blocks_removed == []
+    assert all(int(v) > 0 for v in report.policy["latency"]["kept_counts"].values())

@@ -53,6 +53,10 @@ def test_table_lists_units_curves_and_machine(first):
     assert table["units_ms"] == pytest.approx(sum(u["full_ms"] for u in units.values()))
     assert table["model_ms"] > 0
     assert {g["size"] for g in table["groups"]} >= {16, 32, 64}
+    assert table["branches"]  # the residual blocks, each with its layers' summed latency
+    for branch in table["branches"]:
+        assert branch["units"] and set(branch["units"]) <= set(units)
+        assert branch["ms"] == pytest.approx(sum(units[n]["full_ms"] for n in branch["units"]))
 
 
 def test_second_build_and_a_renamed_model_measure_nothing(first, tmp_path):
