@@ -58,7 +58,8 @@ from onnxrecede.errors import InputError
     type=POSITIVE,
     default=0.03,
     show_default=True,
-    help="Timing per point (after 3 warm-up runs; at least 5 runs; the median).",
+    help="Timing per point (a layer's points interleaved, 3 warm-up runs, at least 5 rounds; "
+    "the 20th percentile of its runs).",
 )
 @click.option(
     "--cache",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +21,20 @@ SHORT = {
 }
 
 
+#: the quantile of a point's runs taken as its latency
+QUANTILE = 0.2
+
+
 @dataclass(frozen=True)
 class Timing:
-    """How each point is timed: warm-up runs, then runs for at least ``seconds``."""
+    """How each point is timed: warm-up runs, then runs for at least ``seconds`` (per point,
+    the points of one layer interleaved)."""
 
     warmup: int = 3
     seconds: float = 0.03
 
     def label(self) -> str:
-        return f"w{self.warmup}s{self.seconds:g}"
+        return f"w{self.warmup}s{self.seconds:g}q{QUANTILE:g}"
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,14 @@ def device_name(provider: str) -> str:
     return cpu_name() if provider == "CPUExecutionProvider" else gpu_name()
 
 
-def median_ms(
-    device: Device, model: bytes | str, feeds: Mapping[str, np.ndarray], timing: Timing
-) -> float:
-    """Median latency of ``model`` in milliseconds."""
-    runner = device.runner(device.session(model), feeds)
+def interleaved_ms(
+    device: Device, models: Sequence[tuple[bytes, Mapping[str, np.ndarray]]], timing: Timing
+) -> list[float]:
+    """Latency in ms of each model, timed interleaved (A B C A B C ...: a busy spell of the
+    machine hits every point of a curve alike), each the ``QUANTILE`` of its runs (on a shared
+    machine the slow runs are other processes' time slices, not the op's)."""
+    runners = [device.runner(device.session(m), feeds) for m, feeds in models]
     samples = measure_interleaved(
-        [runner], warmup=timing.warmup, runs=None, seconds=timing.seconds
-    )[0]
-    return 1e3 * float(np.median(samples))
+        runners, warmup=timing.warmup, runs=None, seconds=timing.seconds * len(runners)
+    )
+    return [1e3 * float(np.quantile(s, QUANTILE)) for s in samples]

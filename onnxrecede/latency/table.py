@@ -30,7 +30,7 @@ from onnxrecede.engine.analysis import Analysis, analyze
 from onnxrecede.errors import InputError
 from onnxrecede.latency.cache import LatencyCache, cache_key
 from onnxrecede.latency.extract import _flag, unit_model
-from onnxrecede.latency.measure import Device, Timing, median_ms
+from onnxrecede.latency.measure import Device, Timing, interleaved_ms
 from onnxrecede.latency.units import Unit, find_units, grid_points
 from onnxrecede.model_io import load_model
 from onnxrecede.runtime import check_shape_specs, random_inputs, resolve_input_shape
@@ -167,18 +167,12 @@ def build_table(
     rows = []
     for unit, pts in plan:
         row = _unit_row(unit)
+        measured = _unit_points(unit, pts, device, timing, cache, machine)
+        done += sum(len(v) for v in pts.values())
+        if progress is not None:
+            progress("latency", done, total)
         for kind, points in pts.items():
-            curve = []
-            for k_in, k_out in points:
-                curve.append(
-                    [
-                        k_in if kind == "in" else k_out,
-                        _point_ms(unit, k_in, k_out, device, timing, cache, machine),
-                    ]
-                )
-                done += 1
-                if progress is not None:
-                    progress("latency", done, total)
+            curve = [[k_in if kind == "in" else k_out, measured[k_in, k_out]] for k_in, k_out in points]
             if kind == "full":
                 row["full_ms"] = curve[0][1]
             else:
@@ -247,17 +241,27 @@ def _branch_rows(analysis: Analysis, rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def _point_ms(
-    unit: Unit, k_in: int, k_out: int, device: Device, timing: Timing,
+def _unit_points(
+    unit: Unit, pts: Mapping[str, list[tuple[int, int]]], device: Device, timing: Timing,
     cache: LatencyCache, machine: dict[str, Any],
-) -> float:  # fmt: skip
-    extracted = unit_model(unit, k_in, k_out)
-    key = cache_key(extracted.signature, machine)
-    ms = cache.get(key)
-    if ms is None:
-        ms = median_ms(device, extracted.model, extracted.feeds, timing)
-        cache.put(key, ms)
-    return ms
+) -> dict[tuple[int, int], float]:  # fmt: skip
+    """Every point of a unit: from the cache, the rest timed together, interleaved."""
+    result: dict[tuple[int, int], float] = {}
+    todo: dict[tuple[int, int], tuple[str, Any]] = {}
+    for point in dict.fromkeys(p for points in pts.values() for p in points):
+        extracted = unit_model(unit, *point)
+        key = cache_key(extracted.signature, machine)
+        ms = cache.get(key)
+        if ms is None:
+            todo[point] = (key, extracted)
+        else:
+            result[point] = ms
+    if todo:
+        times = interleaved_ms(device, [(e.model, e.feeds) for _, e in todo.values()], timing)
+        for (point, (key, _)), ms in zip(todo.items(), times, strict=True):
+            cache.put(key, ms)
+            result[point] = ms
+    return result
 
 
 def _whole_model_ms(
