@@ -96,12 +96,12 @@ def latency(
       onnxrecede latency samples/resnet_small.onnx -o table.json --threads 1
     """
     setup_logging(quiet=quiet)
-    from onnxrecede._io import atomic_write_text
+    from onnxrecede.io.outputs import atomic_write_text
+    from onnxrecede.io.paths import model_reads
     from onnxrecede.latency.cache import LatencyCache, default_cache_path
     from onnxrecede.latency.measure import Device, Timing
     from onnxrecede.latency.table import build_table
-    from onnxrecede.paths import model_reads
-    from onnxrecede.runtime import parse_shape_specs
+    from onnxrecede.runtime.session import parse_shape_specs
 
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")

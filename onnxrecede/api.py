@@ -27,8 +27,8 @@ from onnxrecede.importance.file_format import Importances, load_importances, res
 from onnxrecede.io import stream as streamio
 from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
 from onnxrecede.io.outputs import Outputs
-from onnxrecede.latency.budget import LatencyTarget
-from onnxrecede.latency.prune_target import MEASURE_SECONDS, latency_target, measure_cut
+from onnxrecede.policy.latency import LatencyTarget
+from onnxrecede.policy.latency_target import MEASURE_SECONDS, latency_target, measure_cut
 from onnxrecede.repair.steps import CutRepair, RepairOptions
 from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
 from onnxrecede.runtime.session import check_shape_specs, check_tolerances
@@ -131,7 +131,7 @@ def _choose_plan(
     from onnxrecede.policy import targets
 
     if latency is not None:
-        from onnxrecede.latency.budget import search_latency
+        from onnxrecede.policy.latency import search_latency
 
         chosen = search_latency(analysis, scores, base, latency, whole_groups)
         return chosen.plan, chosen.policy, chosen.report
@@ -222,7 +222,7 @@ def prune(
       ``latency_table``, the table's prediction instead of trial runs (``1 / target_speedup``);
     - ``target_latency`` F with ``latency_table`` (``onnxrecede latency``): keep at most F of
       the original latency, each group's kept count chosen by a knapsack over the measured
-      steps (:mod:`onnxrecede.latency.budget`); the cut is measured once afterwards.
+      steps (:mod:`onnxrecede.policy.latency`); the cut is measured once afterwards.
 
     ``round_to`` N makes every pruned group keep a multiple of N channels. The input is never
     modified. With ``verify`` (default) the result is checked (checker, per-op consistency, an

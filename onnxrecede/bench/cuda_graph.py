@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from onnxrecede.bench.timing import DeviceRunner
-from onnxrecede.runtime import cpu_session
+from onnxrecede.runtime.session import cpu_session
 
 CUDA_GRAPH_OPTION = "enable_cuda_graph"
 

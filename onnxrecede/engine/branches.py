@@ -157,8 +157,8 @@ def branch_constants(
     masked: ir.Model, branches: Sequence[Branch], input_shapes: Mapping[str, Sequence[int]] | None
 ) -> list[np.ndarray]:
     """Case 3: each branch output as the masked reference computes it (batch 1)."""
-    from onnxrecede.model_io import save_model
-    from onnxrecede.runtime import cpu_session, random_inputs
+    from onnxrecede.io.model_files import save_model
+    from onnxrecede.runtime.session import cpu_session, random_inputs
 
     with tempfile.TemporaryDirectory(prefix="onnxrecede-branches-") as tmp:
         path = Path(tmp) / "masked.onnx"

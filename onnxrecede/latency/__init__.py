@@ -5,6 +5,6 @@
   at given kept counts;
 - :mod:`~onnxrecede.latency.measure` / :mod:`~onnxrecede.latency.cache`: timing and the cache;
 - :mod:`~onnxrecede.latency.table`: the table file (``onnxrecede latency``);
-- :mod:`~onnxrecede.latency.knapsack` and :mod:`~onnxrecede.latency.budget`: the kept counts
+- :mod:`~onnxrecede.policy.knapsack` and :mod:`~onnxrecede.policy.latency`: the kept counts
   that keep the most importance within a latency budget (``prune --target-latency``).
 """

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from onnxrecede._io import atomic_write_text
+from onnxrecede.io.outputs import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

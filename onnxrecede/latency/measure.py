@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxrecede.bench.driver import cpu_name, gpu_name
 from onnxrecede.bench.timing import DeviceRunner, HostRunner, Runner, measure_interleaved
-from onnxrecede.runtime import import_ort, provider_full_name, provider_session
+from onnxrecede.runtime.session import import_ort, provider_full_name, provider_session
 
 SHORT = {
     "CPUExecutionProvider": "cpu",

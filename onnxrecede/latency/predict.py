@@ -4,7 +4,7 @@ Cases:
 1. Every layer of the table is found by name in the pruned model; its kept output and input
    counts are read from its weight (Conv ``[out, in / group, ...]``, ConvTranspose
    ``[in, out / group, ...]``, Gemm by ``transB``, MatMul ``[in, out]``).
-2. The prediction is the table's (:mod:`onnxrecede.latency.budget`, cases 1-2): each layer's
+2. The prediction is the table's (:mod:`onnxrecede.policy.latency`, cases 1-2): each layer's
    full latency scaled by its curves at those counts, summed, over the summed full latency.
    A layer missing from the pruned model (a removed branch) counts 0.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import onnx_ir as ir
 
-from onnxrecede.latency.budget import read_curve
 from onnxrecede.latency.extract import _flag
+from onnxrecede.latency.units import read_curve
 
 
 def kept_counts(node: ir.Node) -> tuple[int, int] | None:

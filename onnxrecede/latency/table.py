@@ -25,15 +25,15 @@ from typing import Any
 
 import onnx_ir as ir
 
-from onnxrecede.cost import _bind_inputs
 from onnxrecede.engine.analysis import Analysis, analyze
+from onnxrecede.engine.cost import _bind_inputs
 from onnxrecede.errors import InputError
+from onnxrecede.io.model_files import load_model
 from onnxrecede.latency.cache import LatencyCache, cache_key
 from onnxrecede.latency.extract import _flag, unit_model
 from onnxrecede.latency.measure import Device, Timing, interleaved_ms
 from onnxrecede.latency.units import Unit, find_units, grid_points
-from onnxrecede.model_io import load_model
-from onnxrecede.runtime import check_shape_specs, random_inputs, resolve_input_shape
+from onnxrecede.runtime.session import check_shape_specs, random_inputs, resolve_input_shape
 
 logger = logging.getLogger(__name__)
 

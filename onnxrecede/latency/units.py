@@ -14,7 +14,10 @@ Cases:
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -151,3 +154,23 @@ def grid_points(size: int, max_points: int, multiple: int = 8) -> list[int]:
     if step == multiple:
         points |= {max(1, multiple // 2)}
     return sorted(points)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Latency (ms) at measured kept counts, increasing counts."""
+
+    counts: tuple[int, ...]
+    ms: tuple[float, ...]
+
+    def at(self, kept: int) -> float:
+        i = bisect.bisect_left(self.counts, kept)
+        return self.ms[min(i, len(self.ms) - 1)]
+
+
+def read_curve(entry: Mapping[str, Any] | None) -> Curve | None:
+    """A layer's ``out`` / ``in`` entry of the table as a curve (None: not a prunable axis)."""
+    if not entry or "curve" not in entry:
+        return None
+    pts = sorted((int(k), float(ms)) for k, ms in entry["curve"])
+    return Curve(tuple(k for k, _ in pts), tuple(ms for _, ms in pts))

@@ -14,7 +14,7 @@ from onnxrecede.engine import branches as branches_mod
 from onnxrecede.engine.analysis import analyze
 from onnxrecede.engine.branches import find_branches
 from onnxrecede.errors import VerificationError
-from onnxrecede.model_io import load_model
+from onnxrecede.io.model_files import load_model
 from tests.models.importances import make_random_importances
 
 #: torch.onnx.export(dynamo=False) names the removed nodes after the modules; dynamo=True after

@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from onnxrecede.io.model_files import load_model
 from onnxrecede.latency.table import FORMAT, VERSION, analysed, bound_shapes, fingerprint
 from onnxrecede.latency.units import Axis, Unit, find_units, grid_points
-from onnxrecede.model_io import load_model
 
 STEP = 8
 

@@ -11,7 +11,7 @@ from onnxrecede.latency.cache import LatencyCache
 from onnxrecede.latency.measure import Device, Timing
 from onnxrecede.latency.table import build_table, load_table
 from onnxrecede.latency.units import grid_points
-from onnxrecede.runtime import ort_available
+from onnxrecede.runtime.session import ort_available
 
 SAMPLE = "samples/resnet_small.onnx"
 FAST = Timing(warmup=1, seconds=0.001)

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from onnxrecede.latency.knapsack import InfeasibleError, Option, solve
+from onnxrecede.policy.knapsack import InfeasibleError, Option, solve
 
 
 def _brute(classes, budget):

@@ -21,8 +21,8 @@ from typing import Any
 import onnx_ir as ir
 
 from onnxrecede.errors import InputError, RuntimeUnavailableError
-from onnxrecede.latency.budget import LatencyTarget
 from onnxrecede.latency.table import load_table
+from onnxrecede.policy.latency import LatencyTarget
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def measure_cut(
 ) -> dict[str, Any]:
     """Case 2: measured latencies of the original and the cut, on the table's set-up."""
     from onnxrecede.bench import BenchOptions, compare
-    from onnxrecede.model_io import save_model
+    from onnxrecede.io.model_files import save_model
 
     machine = table.get("machine", {})
     options = BenchOptions(

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from onnxrecede_cli.main import main
 
 import onnxrecede
-from onnxrecede.engine.targets import UnreachableTargetError
 from onnxrecede.latency.predict import predicted_fraction
+from onnxrecede.policy.targets import UnreachableTargetError
 from tests.latency.stub import STEP, predicted, stub_table
 
 SAMPLE = "samples/resnet_small.onnx"
@@ -167,7 +167,7 @@ def test_not_a_table(tmp_path):
 def test_knapsack_removes_a_cheap_branch_as_one_option(zoo_path):
     from onnxrecede.engine.analysis import analyze
     from onnxrecede.engine.branches import find_branches
-    from onnxrecede.model_io import load_model
+    from onnxrecede.io.model_files import load_model
     from tests.models.importances import make_random_importances
 
     path = zoo_path("resnet_bottleneck", "torchscript")

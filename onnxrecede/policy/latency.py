@@ -30,7 +30,6 @@ Cases:
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,27 +40,23 @@ import onnx_ir as ir
 
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.plan import Plan, Policy, _class_scores, _enforce_minimum
-from onnxrecede.engine.targets import UnreachableTargetError
 from onnxrecede.errors import InputError
-from onnxrecede.latency import knapsack
 from onnxrecede.latency.table import fingerprint
-from onnxrecede.latency.units import Axis, Unit, axes_groups, find_units, grid_points
+from onnxrecede.latency.units import (
+    Axis,
+    Curve,
+    Unit,
+    axes_groups,
+    find_units,
+    grid_points,
+    read_curve,
+)
+from onnxrecede.policy import knapsack
+from onnxrecede.policy.targets import UnreachableTargetError
 
 Scores = Mapping[ir.Value, tuple[str, np.ndarray]]
 ITERATIONS = 6
 BISECTIONS = 14
-
-
-@dataclass(frozen=True)
-class Curve:
-    """Latency (ms) at measured kept counts, increasing counts."""
-
-    counts: tuple[int, ...]
-    ms: tuple[float, ...]
-
-    def at(self, kept: int) -> float:
-        i = bisect.bisect_left(self.counts, kept)
-        return self.ms[min(i, len(self.ms) - 1)]
 
 
 @dataclass
@@ -143,14 +138,6 @@ def costed_units(analysis: Analysis, table: Mapping[str, Any], model: ir.Model) 
             )
         out.append(_costed(unit, row))
     return out
-
-
-def read_curve(entry: Mapping[str, Any] | None) -> Curve | None:
-    """A layer's ``out`` / ``in`` entry of the table as a curve (None: not a prunable axis)."""
-    if not entry or "curve" not in entry:
-        return None
-    pts = sorted((int(k), float(ms)) for k, ms in entry["curve"])
-    return Curve(tuple(k for k, _ in pts), tuple(ms for _, ms in pts))
 
 
 def _costed(unit: Unit, row: Mapping[str, Any]) -> CostedUnit:
