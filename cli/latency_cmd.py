@@ -59,7 +59,7 @@ from onnxrecede.errors import InputError
     default=0.03,
     show_default=True,
     help="Timing per point (a layer's points interleaved, 3 warm-up runs, at least 5 rounds; "
-    "the 20th percentile of its runs).",
+    "its fastest run).",
 )
 @click.option(
     "--cache",

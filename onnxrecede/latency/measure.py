@@ -21,8 +21,9 @@ SHORT = {
 }
 
 
-#: the quantile of a point's runs taken as its latency
-QUANTILE = 0.2
+#: the quantile of a point's runs taken as its latency (0: the fastest run; on a machine
+#: shared with other jobs most runs of a small op are slowed by other processes)
+QUANTILE = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,7 @@ def interleaved_ms(
     device: Device, models: Sequence[tuple[bytes, Mapping[str, np.ndarray]]], timing: Timing
 ) -> list[float]:
     """Latency in ms of each model, timed interleaved (A B C A B C ...: a busy spell of the
-    machine hits every point of a curve alike), each the ``QUANTILE`` of its runs (on a shared
-    machine the slow runs are other processes' time slices, not the op's)."""
+    machine hits every point of a curve alike), each the ``QUANTILE`` of its runs."""
     runners = [device.runner(device.session(m), feeds) for m, feeds in models]
     samples = measure_interleaved(
         runners, warmup=timing.warmup, runs=None, seconds=timing.seconds * len(runners)
