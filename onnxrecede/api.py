@@ -282,9 +282,9 @@ def prune(
     masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify or cut else None
     if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
         masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
+    reference = m.clone() if latency is not None else None  # measured against the cut below
     blocks = _remove_branches(analysis, cut, masked, input_shapes)
     removed = _removed_channels(analysis, plan.keep_element)
-    reference = m.clone() if latency is not None else None  # measured against the cut below
     rewrite(analysis, plan.keep_element, progress)
     if repairer is not None:
         repairer.after_rewrite(m)

@@ -164,7 +164,7 @@ def test_not_a_table(tmp_path):
     assert r.exit_code == 2 and "is not an onnxrecede latency table" in r.output
 
 
-def test_knapsack_removes_a_cheap_branch_as_one_option(zoo_path):
+def test_knapsack_removes_a_cheap_branch_as_one_option(zoo_path, monkeypatch):
     from onnxrecede.engine.analysis import analyze
     from onnxrecede.engine.branches import find_branches
     from onnxrecede.io.model_files import load_model
@@ -178,10 +178,16 @@ def test_knapsack_removes_a_cheap_branch_as_one_option(zoo_path):
     for name in inner:  # the branch's channels matter little
         imp[name] = [0.01 * v for v in imp[name]]
     table = stub_table(path)
+    timed = []  # the measured reference must be the original, branches and all
+    monkeypatch.setattr(
+        "onnxrecede.api.measure_cut",
+        lambda reference, cut, table, seconds: timed.append(len(list(reference.graph))) or {},
+    )
     pruned, report = onnxrecede.prune(
         path, imp, latency_table=table, target_latency=0.8, speedup_search={"seconds": 0.05},
         min_channels=2,
     )  # fmt: skip
+    assert timed == [len(onnx.load(path).graph.node)]
     (block,) = report.blocks_removed
     assert block["nodes"] == [n.name for n in branch.nodes]
     assert report.verification["masked_reference"] == "passed"
