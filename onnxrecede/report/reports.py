@@ -196,7 +196,7 @@ def format_policy(report: PruneReport) -> list[str]:
     lines = []
     prunable = max(report.channels_prunable, 1)
     if p.get("latency"):
-        from onnxrecede.latency.report import format_latency
+        from onnxrecede.report.latency import format_latency
 
         lines.extend(format_latency(p["target_latency"], p["latency"]))
     if p.get("auto"):
