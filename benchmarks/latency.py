@@ -49,7 +49,7 @@ from benchmarks.speedup import (  # noqa: E402
 from onnxrecede import api  # noqa: E402
 from onnxrecede.bench import BenchOptions, compare  # noqa: E402
 from onnxrecede.engine.analysis import analyze  # noqa: E402
-from onnxrecede.engine.plan import _class_scores  # noqa: E402
+from onnxrecede.engine.plan import class_scores  # noqa: E402
 from onnxrecede.importance.criteria import compute_importances  # noqa: E402
 from onnxrecede.importance.file_format import load_importances, save_importances  # noqa: E402
 from onnxrecede.io.model_files import load_model  # noqa: E402
@@ -129,7 +129,7 @@ class ImportanceKept:
         model = load_model(model_path)
         self.analysis = analyze(model)
         scores = api._scores(model, load_importances(imp_path))
-        self.importance = _class_scores(self.analysis, scores, "max")
+        self.importance = class_scores(self.analysis, scores, "max")
         self.roots = {
             int(r) for g in self.analysis.groups if g.prunable for r in g.classes
         } & set(self.importance)

@@ -60,9 +60,10 @@ from onnxrecede.runtime import session as runtime  # noqa: E402
 SUITE = [
     "tests/engine",
     "tests/cli",
-    "tests/test_importances.py",
-    "tests/test_module_paths.py",
-    "tests/bench/test_cost.py",
+    "tests/importance/test_file_format.py",
+    "tests/importance/test_module_paths.py",
+    "tests/importance/test_criteria.py",
+    "tests/repair/test_repair.py",
     "--deselect=tests/engine/test_fuzz.py::test_random_graphs_equal_the_masked_oracle",
 ]
 #: ops whose rule never sees a channel-carrying input: refusing changes nothing
@@ -99,12 +100,20 @@ def _recording(rule: Rule, op: str, seen: Callable[[str], None]) -> Rule:
 HOOKS: dict[str, tuple[Callable[..., Any], list[str]]] = {
     "rewrite": (lambda ctx, node: None, []),
     "check": (lambda node, dims: [], ["tests/engine/test_verify_broken.py"]),
-    "macs": (lambda node, shape_of: 0, ["tests/bench/test_cost.py"]),
-    "param_inputs": (lambda op_type: (), ["tests/bench/test_cost.py"]),
+    "macs": (lambda node, shape_of: 0, ["tests/engine/test_cost.py"]),
+    "param_inputs": (lambda op_type: (), ["tests/engine/test_cost.py"]),
     "output_channels": (
         lambda node: None,
-        ["tests/engine/test_registry_hooks.py", "tests/test_importances.py"],
+        ["tests/engine/test_registry_hooks.py", "tests/importance/test_file_format.py"],
     ),
+    "keeps_shape": (lambda op_type: False, ["tests/engine/test_registry_hooks.py"]),
+    "param_source": (lambda node, ops, rank: None, ["tests/engine/test_registry_hooks.py"]),
+    "weight_rows": (
+        lambda node, weight: None,
+        ["tests/engine/test_registry_hooks.py", "tests/importance/test_criteria.py"],
+    ),
+    "cost_axes": (lambda node, index, view_of: (), ["tests/engine/test_budget.py"]),
+    "constant_through": (lambda node, values, const: None, ["tests/repair/test_repair.py"]),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from onnxrecede_cli.common import (
@@ -20,11 +20,10 @@ from onnxrecede_cli.common import (
     tolerance_options,
 )
 
-from onnxrecede.bench import BenchOptions, BenchResult, benchmark, format_comparison
-from onnxrecede.bench.gate import EXIT_TOO_SLOW, check_speedup
-from onnxrecede.errors import InputError
-from onnxrecede.io.outputs import atomic_write_text
-from onnxrecede.runtime.session import parse_shape_specs
+from onnxrecede.errors import EXIT_TOO_SLOW, InputError
+
+if TYPE_CHECKING:
+    from onnxrecede.bench import BenchResult
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:
@@ -164,7 +163,10 @@ def bench(
         raise InputError("--fail-below needs two models: a reference and a candidate")
     if inputs is not None and batch != "1":
         raise InputError("--inputs fixes the batch by its arrays; drop --batch")
+    from onnxrecede.bench import BenchOptions, benchmark
+    from onnxrecede.bench.gate import check_speedup
     from onnxrecede.io.paths import model_reads
+    from onnxrecede.runtime.session import parse_shape_specs
 
     reads = [r for m in models for r in model_reads(m)]
     guard_paths([*reads, ("--inputs", inputs)], [("--json", json_out)])
@@ -196,6 +198,9 @@ def bench(
 
 
 def _emit(result: BenchResult, json_out: str | None) -> None:
+    from onnxrecede.bench import format_comparison
+    from onnxrecede.io.outputs import atomic_write_text
+
     if json_out == "-":
         echo_json(result.to_dict())  # the JSON is the whole of stdout; the table goes to stderr
         click.echo(format_comparison(result), err=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -33,8 +32,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like SIGINT's KeyboardInterrupt so every ``finally`` cleans up."""
 
 
+#: set when SIGTERM arrives during a command: a library that catches the exception we raise
+#: (the dynamo exporter wraps what interrupts it) cannot turn the signal into another exit code
+_signalled: dict[str, bool] = {"SIGTERM": False}
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
+    _signalled["SIGTERM"] = True
     raise Terminated()
+
+
+def _exit_if_terminated() -> None:
+    if _signalled["SIGTERM"]:
+        click.echo("error: terminated (SIGTERM); unfinished outputs were discarded", err=True)
+        sys.exit(EXIT_SIGTERM)
 
 
 def _one_line(text: str) -> str:
@@ -55,14 +66,16 @@ def handle_errors(fn: F) -> F:
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
         except ValueError:  # not the main thread
             previous = None
+        _signalled["SIGTERM"] = False
         try:
             return fn(*args, **kwargs)
         except OnnxRecedeError as e:
+            _exit_if_terminated()
             click.echo(f"error: {_one_line(str(e))}", err=True)
             sys.exit(e.exit_code)
         except Terminated:
-            click.echo("error: terminated (SIGTERM); unfinished outputs were discarded", err=True)
-            sys.exit(EXIT_SIGTERM)
+            _exit_if_terminated()
+            raise  # pragma: no cover - the flag is always set with Terminated
         except KeyboardInterrupt:
             click.echo("error: interrupted; unfinished outputs were discarded", err=True)
             sys.exit(EXIT_SIGINT)
@@ -75,6 +88,7 @@ def handle_errors(fn: F) -> F:
             click.echo(f"error: cannot access{where}: {e.strerror or e}", err=True)
             sys.exit(2)
         except Exception as e:
+            _exit_if_terminated()
             if os.environ.get("ONNXRECEDE_DEBUG"):
                 raise
             click.echo(
@@ -102,20 +116,15 @@ class FiniteFloat(click.ParamType):
         self.exclusive = exclusive
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float):
+        from onnxrecede.checks import number_problem
+
+        try:
+            number = value if isinstance(value, float) else float(value)
+        except (TypeError, ValueError):
             number = value
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                self.fail(f"'{value}' is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value} is not a finite number", param, ctx)
-        if self.minimum is not None:
-            low = number <= self.minimum if self.exclusive else number < self.minimum
-            if low:
-                bound = f"greater than {self.minimum:g}" if self.exclusive else f"at least {self.minimum:g}"
-                self.fail(f"{value} is out of range; it must be {bound}", param, ctx)
+        problem = number_problem(number, self.minimum, self.exclusive)
+        if problem is not None:
+            self.fail(problem, param, ctx)
         return number
 
 

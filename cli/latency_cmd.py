@@ -96,6 +96,7 @@ def latency(
       onnxrecede latency samples/resnet_small.onnx -o table.json --threads 1
     """
     setup_logging(quiet=quiet)
+    from onnxrecede.checks import whole_number
     from onnxrecede.io.outputs import atomic_write_text
     from onnxrecede.io.paths import model_reads
     from onnxrecede.latency.cache import LatencyCache, default_cache_path
@@ -103,8 +104,8 @@ def latency(
     from onnxrecede.latency.table import build_table
     from onnxrecede.runtime.session import parse_shape_specs
 
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be at least 1, got {threads}")
+    if threads is not None:
+        whole_number("--threads", threads)
     if no_cache and cache_path is not None:
         raise InputError("give either --cache or --no-cache, not both")
     cache_file = None if no_cache else Path(cache_path) if cache_path else default_cache_path()

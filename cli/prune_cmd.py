@@ -25,6 +25,12 @@ from onnxrecede_cli.quality_options import pop_quality_options, quality_options
 from onnxrecede.errors import InputError
 
 
+def _aggregate_option(help: str) -> Any:
+    """``--aggregate``: prune and inspect declare it once, each with its own help."""
+    return click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
+                        show_default=True, help=help)  # fmt: skip
+
+
 @click.command("prune")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option(
@@ -63,13 +69,7 @@ from onnxrecede.errors import InputError
     show_default=True,
     help="global: one ranking over all groups; local: the same ratio in every group.",
 )
-@click.option(
-    "--aggregate",
-    type=click.Choice(["max", "mean", "sum"]),
-    default="max",
-    show_default=True,
-    help="How a coupled group combines its members' importances.",
-)
+@_aggregate_option("How a coupled group combines its members' importances.")
 @click.option(
     "--min-channels",
     type=int,
@@ -168,19 +168,19 @@ def prune(
     setup_logging(quiet=quiet)
     from onnxrecede import api
     from onnxrecede.io.outputs import Outputs
-    from onnxrecede.io.paths import model_reads
+    from onnxrecede.io.paths import CLI_LABELS, prune_file_paths
     from onnxrecede.report.reports import format_prune
     from onnxrecede.runtime.session import parse_shape_specs
 
-    if fail_below is not None and not run_bench:
-        raise InputError("--fail-below needs --bench")
     ratio_value = _parse_ratio(ratio)
     quality = pop_quality_options(quality_kwargs)
     input_shapes = parse_shape_specs(shapes)
+    reads, writes = prune_file_paths(
+        model, importances, output, quality.repair.calibration, CLI_LABELS
+    )
     guard_paths(
-        [*model_reads(model), ("--importances", importances), ("--latency-table", latency_table),
-         *quality.reads],
-        [("-o", output), ("the external data of -o", f"{output}.data"), ("--report", report_path)],
+        [*reads, ("--latency-table", latency_table), *quality.reads],
+        [*writes, ("--report", report_path)],
     )
     with Outputs() as outputs, progress_callback(not quiet) as progress:
         outputs.staged(f"{output}.data")  # moved into place when prune_file writes it
@@ -209,16 +209,14 @@ def prune(
                 rtol=rtol,
                 progress=progress,
                 repair=quality.repair if quality.repair.active else None,
+                evaluation=quality.evaluation,
+                bench=run_bench,
+                fail_below=fail_below,
+                gates=False,  # checked below, once the output is in place
             )),
         )  # fmt: skip
         report.output = output
         doc: dict[str, Any] = report.to_dict()
-        bench_result = _bench(model, str(staged), input_shapes) if run_bench else None
-        if bench_result is not None:
-            doc["bench"] = bench_result.to_dict()
-        accuracy = quality.accuracy(model, str(staged), progress)
-        if accuracy is not None:
-            doc["accuracy"] = accuracy
         if report_path:
             outputs.write_text(report_path, json.dumps(doc, indent=2) + "\n")
         outputs.commit()
@@ -226,17 +224,13 @@ def prune(
         echo_json(doc)
     else:
         click.echo(format_prune(report))
-        if accuracy is not None:
-            click.echo(quality.format(accuracy))
-        if bench_result is not None:
+        if report.accuracy is not None:
+            click.echo(report.accuracy.format())
+        if report.bench is not None:
             from onnxrecede.bench import format_comparison
 
-            click.echo(format_comparison(bench_result))
-    if bench_result is not None:
-        from onnxrecede.bench.gate import check_speedup
-
-        check_speedup(bench_result, fail_below)
-    quality.check(accuracy)
+            click.echo(format_comparison(report.bench))
+    report.check_gates()
 
 
 def _parse_ratio(text: str | None) -> float | Literal["auto"] | None:
@@ -250,12 +244,6 @@ def _parse_ratio(text: str | None) -> float | Literal["auto"] | None:
         raise InputError(
             f"--ratio must be a number in [0, 1) or 'auto', got '{text}'"
         ) from None
-
-
-def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
-    from onnxrecede.bench import BenchOptions, compare
-
-    return compare(model, output, BenchOptions(shapes=shapes))
 
 
 @click.command("inspect")
@@ -278,8 +266,7 @@ def _bench(model: str, output: str, shapes: dict[str, tuple[int, ...]]) -> Any:
               help="--plot: draw the threshold of this ratio (default: auto's valley if bimodal).")
 @click.option("--threshold", "plot_threshold", type=FINITE, default=None,
               help="--plot: draw this threshold.")
-@click.option("--aggregate", type=click.Choice(["max", "mean", "sum"]), default="max",
-              show_default=True, help="--plot: how coupled producers' scores combine.")
+@_aggregate_option("--plot: how coupled producers' scores combine.")
 @handle_errors
 def inspect_cmd(
     model: str,

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from onnxrecede_cli.common import NON_NEGATIVE
 from onnxrecede_cli.data_options import DATA_HELP, image_options, pop_image_options
 
 from onnxrecede.errors import InputError
+
+if TYPE_CHECKING:
+    from onnxrecede.io.paths import Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,76 +59,28 @@ class Quality:
     """What the cut-quality options ask for, parsed and checked before any work."""
 
     repair: Any  # RepairOptions
-    eval_data: str | None
-    eval_limit: int | None
-    batch: int
-    image: Any  # ImageOptions
-    max_drop: float | None
+    evaluation: Any  # EvalOptions | None (the accuracy comparison and its gate, in the library)
 
     @property
-    def reads(self) -> list[tuple[str, str | None]]:
-        """Data given as a file or folder, for the output-path guard."""
-        found = [("--calibration", self.repair.calibration), ("--eval-data", self.eval_data)]
-        return [(role, p) for role, p in found if p is not None and os.path.exists(p)]
+    def reads(self) -> list[Role]:
+        """Every file the calibration and evaluation data read, for the output-path guard."""
+        from onnxrecede.io.paths import data_reads
 
-    def accuracy(self, model: str, pruned: str, progress: Any) -> dict[str, Any] | None:
-        """Both accuracies, or None without ``--eval-data``."""
-        if self.eval_data is None:
-            return None
-        from onnxrecede.data.sources import input_specs, open_samples
-        from onnxrecede.runtime.evaluate import evaluate
-
-        samples = open_samples(self.eval_data, input_specs(model), image=self.image,
-                               limit=self.eval_limit)  # fmt: skip
-        before = evaluate(model, samples, batch_size=self.batch, progress=progress)
-        after = evaluate(pruned, samples, batch_size=self.batch, progress=progress)
-        return {
-            "data": samples.description,
-            "samples": len(samples),
-            "original": before.to_dict(),
-            "pruned": after.to_dict(),
-            "top1_drop_points": round(100 * (before.top1 - after.top1), 4),
-            "max_drop_points": self.max_drop,
-        }
-
-    @staticmethod
-    def format(acc: dict[str, Any] | None) -> str | None:
-        if acc is None:
-            return None
-        o, p = acc["original"], acc["pruned"]
-        top5 = ""
-        if o["top5"] is not None:
-            top5 = f"   top-5 {100 * o['top5']:.2f}% -> {100 * p['top5']:.2f}%"
-        return (
-            f"accuracy on {acc['samples']} samples of {acc['data']}: top-1 {100 * o['top1']:.2f}% "
-            f"-> {100 * p['top1']:.2f}% (drop {acc['top1_drop_points']:.2f} points){top5}"
-        )
-
-    def check(self, acc: dict[str, Any] | None) -> None:
-        """Exit 6 (AccuracyDropError) when the drop exceeds ``--max-accuracy-drop``."""
-        if acc is None or self.max_drop is None:
-            return
-        from onnxrecede.errors import AccuracyDropError
-
-        if acc["top1_drop_points"] > self.max_drop:
-            raise AccuracyDropError(
-                f"top-1 accuracy fell by {acc['top1_drop_points']:.2f} points "
-                f"({100 * acc['original']['top1']:.2f}% -> {100 * acc['pruned']['top1']:.2f}%), "
-                f"more than --max-accuracy-drop {self.max_drop:g}; the pruned model was written. "
-                "Cut less, or add --reconstruct --calibration DATA"
-            )
+        data = self.evaluation.data if self.evaluation is not None else None
+        return [
+            *data_reads(self.repair.calibration, "--calibration"),
+            *data_reads(data, "--eval-data"),
+        ]
 
 
 def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
     """Remove the cut-quality options from ``prune``'s keyword arguments and check them."""
     from onnxrecede.repair.steps import RepairOptions
+    from onnxrecede.runtime.accuracy import EvalOptions
 
     image = pop_image_options(kwargs)
     calibration = kwargs.pop("calibration")
     limit, batch = kwargs.pop("calibration_limit"), kwargs.pop("calibration_batch")
-    for flag, value in (("--calibration-limit", limit), ("--calibration-batch", batch)):
-        if value < 1:
-            raise InputError(f"{flag} must be at least 1, got {value}")
     repair = RepairOptions(
         compensate=kwargs.pop("compensate"),
         reconstruct=kwargs.pop("reconstruct"),
@@ -140,12 +94,14 @@ def pop_quality_options(kwargs: dict[str, Any]) -> Quality:
     if calibration is not None and not repair.active:
         raise InputError("--calibration is used by --compensate or --reconstruct; add one of them")
     repair.validate()
-    q = Quality(repair, kwargs.pop("eval_data"), kwargs.pop("eval_limit"), batch, image,
-                kwargs.pop("max_accuracy_drop"))  # fmt: skip
-    if q.max_drop is not None and q.eval_data is None:
+    eval_data, eval_limit = kwargs.pop("eval_data"), kwargs.pop("eval_limit")
+    max_drop = kwargs.pop("max_accuracy_drop")
+    if max_drop is not None and eval_data is None:
         raise InputError("--max-accuracy-drop needs --eval-data DATA (labelled samples)")
-    if q.max_drop is not None and q.max_drop < 0:
-        raise InputError(f"--max-accuracy-drop must be >= 0 points, got {q.max_drop}")
-    if q.eval_limit is not None and q.eval_limit < 1:
-        raise InputError(f"--eval-limit must be at least 1, got {q.eval_limit}")
-    return q
+    evaluation = None
+    if eval_data is not None:
+        evaluation = EvalOptions(eval_data, eval_limit, image, batch, max_drop)
+        evaluation.validate()
+    elif eval_limit is not None and eval_limit < 1:
+        raise InputError(f"--eval-limit must be at least 1, got {eval_limit}")
+    return Quality(repair, evaluation)

@@ -10,13 +10,29 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from onnxrecede_cli.common import FINITE, echo_json, guard_paths, handle_errors, setup_logging
+from onnxrecede_cli.common import (
+    FINITE,
+    echo_json,
+    guard_paths,
+    handle_errors,
+    quiet_option,
+    setup_logging,
+)
 
 from onnxrecede.errors import InputError
-from onnxrecede.io.paths import Role, data_reads
+
+if TYPE_CHECKING:
+    from onnxrecede.io.paths import Role
+
+
+def _data_reads(data: str | None) -> list[Role]:
+    """The files the trainer's ``--data`` reads (imported here: the CLI starts without numpy)."""
+    from onnxrecede.io.paths import data_reads
+
+    return data_reads(data, "--data", training=True)
 
 
 def _need_torch() -> None:
@@ -118,20 +134,25 @@ _SCHEDULE = [
         help="learning-rate multiplier of the bounded-BN parameters",
     ),
 ]
+#: options several train commands declare alike (one declaration each)
+_EXPORTER = click.option(
+    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
+)
+_OPSET = click.option("--opset", type=int, default=None)
+_ALL_LAYERS = click.option(
+    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
+)
+
+
 _RUN = [
     click.option("--no-augment", is_flag=True, help="no random crop and flip"),
     click.option("--max-steps", type=int, default=None, help="cap on steps per epoch (quick runs)"),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
     click.option("--resume", is_flag=True, help="continue from OUT/last.pt"),
-    click.option(
-        "--exporter",
-        type=click.Choice(["dynamo", "torchscript"]),
-        default="dynamo",
-        show_default=True,
-    ),
-    click.option("--opset", type=int, default=None),
+    _EXPORTER,
+    _OPSET,
     click.option("--no-progress", is_flag=True),
-    click.option("-q", "--quiet", is_flag=True),
+    quiet_option,
 ]
 
 
@@ -185,11 +206,7 @@ def _run_options(f: Any) -> Any:
     "--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True
 )
 @_run_options
-@click.option(
-    "--all-layers",
-    is_flag=True,
-    help="write importances for every BN, not only the authors' candidates",
-)
+@_ALL_LAYERS
 @handle_errors
 def train(
     model_name: str,
@@ -226,7 +243,7 @@ def train(
         out=out_dir,
         **_config_kwargs(kw),
     )
-    _guard_run(out_dir, data_reads(data, "--data"), kw["resume"])
+    _guard_run(out_dir, _data_reads(data), kw)
     result = fit(cfg, progress=_Bar(not kw["no_progress"] and not kw["quiet"]))
     if main_rank:  # under torchrun, rank 0 exports
         _export_and_report(result, method, Path(out_dir), kw, all_layers, {})
@@ -236,8 +253,13 @@ def train(
 RUN_FILES = ("best.pt", "last.pt", "log.json", "model.onnx", "imp.json", "importances.png")
 
 
-def _guard_run(out_dir: str, reads: list[Role], resume: bool) -> None:
-    """The output-safety check for a run folder (``--resume`` reads and rewrites last.pt)."""
+def _guard_run(out_dir: str, reads: list[Role], kw: dict[str, Any]) -> None:
+    """Before any work: the output-safety check for a run folder (``--resume`` reads and
+    rewrites last.pt), and the export options (an --opset the exporter cannot write)."""
+    from onnxrecede.train.export import check_opset
+
+    check_opset(kw["exporter"], kw["opset"])
+    resume = kw["resume"]
     out = Path(out_dir)
     writes = [(f"--out {out_dir}:", str(out / name)) for name in RUN_FILES]
     if resume:
@@ -326,9 +348,7 @@ def _export_and_report(
 @click.option("--seed", type=int, default=None, help="[default: the checkpoint's]")
 @_schedule_options
 @_run_options
-@click.option(
-    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
-)
+@_ALL_LAYERS
 @handle_errors
 def finetune(
     checkpoint: str,
@@ -351,8 +371,8 @@ def finetune(
     """
     main_rank = _start(kw["quiet"])
     from onnxrecede.train.checkpoint import load_checkpoint
+    from onnxrecede.train.finetune import checkpoint_data, finetune_config
     from onnxrecede.train.finetune import finetune as run_finetune
-    from onnxrecede.train.finetune import finetune_config
 
     if kw["epochs"] < 0:
         raise InputError(f"--epochs must be >= 0, got {kw['epochs']}")
@@ -361,13 +381,13 @@ def finetune(
             f"--out {out_dir} is the folder of {checkpoint}; fine-tune into a new folder"
         )
     keys = imp_path or str(Path(checkpoint).parent / "imp.json")
-    _guard_run(
-        out_dir,
-        [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys),
-         *data_reads(data, "--data")],
-        kw["resume"],
-    )  # fmt: skip
+    reads = [("checkpoint", checkpoint), ("--cut", report_path), ("importances", keys)]
+    _guard_run(out_dir, [*reads, *_data_reads(data)], kw)
     ckpt = load_checkpoint(checkpoint)
+    if data is None:  # the checkpoint's own data source is read: guard its files too
+        _guard_run(
+            out_dir, [*reads, *_data_reads(checkpoint_data(ckpt))], kw
+        )
     cfg = finetune_config(
         ckpt, data=data, val_fraction=val_fraction, seed=seed, out=out_dir, **_config_kwargs(kw)
     )
@@ -397,14 +417,10 @@ def finetune(
     type=click.Path(dir_okay=False),
     help="importances JSON to write",
 )
-@click.option(
-    "--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True
-)
-@click.option("--opset", type=int, default=None)
-@click.option(
-    "--all-layers", is_flag=True, help="importances for every BN, not only the authors' candidates"
-)
-@click.option("-q", "--quiet", is_flag=True)
+@_EXPORTER
+@_OPSET
+@_ALL_LAYERS
+@quiet_option
 @handle_errors
 def export(
     checkpoint: str,

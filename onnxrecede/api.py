@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import os
@@ -13,29 +12,31 @@ from typing import Any, Literal
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.bench import BenchOptions, compare
 from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.branches import Branch, branch_constants, find_branches, remove_branches
-from onnxrecede.engine.budget import build_cost_model
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
 from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.engine.verify import verify as run_verification
 from onnxrecede.errors import InputError
-from onnxrecede.importance.file_format import Importances, load_importances, resolve_importances
+from onnxrecede.importance.file_format import load_importances, scores_by_value
 from onnxrecede.io import stream as streamio
 from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
 from onnxrecede.io.outputs import Outputs
-from onnxrecede.policy.latency import LatencyTarget
-from onnxrecede.policy.latency_target import MEASURE_SECONDS, latency_target, measure_cut
+from onnxrecede.io.paths import check_paths, data_reads, prune_file_paths
+from onnxrecede.policy.choose import PlanRequest, choose_plan
+from onnxrecede.policy.latency_target import MEASURE_SECONDS, measure_cut
+from onnxrecede.progress import Progress
 from onnxrecede.repair.steps import CutRepair, RepairOptions
 from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
+from onnxrecede.runtime.accuracy import EvalOptions, compare_accuracy
 from onnxrecede.runtime.session import check_shape_specs, check_tolerances
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 #: prune_file's verification step: (pruned, masked, input_shapes, atol, rtol) -> VerifyReport
 _Finish = Callable[[ir.Model, "ir.Model | None", "Mapping[str, Sequence[int]] | None", float, float], VerifyReport]
 ImportancesSource = Any  # path, mapping or Importances
@@ -44,9 +45,7 @@ ImportancesSource = Any  # path, mapping or Importances
 REPORTED_PRODUCERS = registry.reported_ops()
 
 
-def _scores(model: ir.Model, imp: Importances) -> dict[ir.Value, tuple[str, np.ndarray]]:
-    resolved = resolve_importances(model, imp)
-    return {r.value: (key, imp.scores[key]) for key, r in resolved.items()}
+_scores = scores_by_value  # the old private name (tests, one release)
 
 
 def _summaries(analysis: Analysis, plan: Plan | None) -> list[GroupSummary]:
@@ -107,64 +106,13 @@ def _remove_branches(
 
 def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str, list[int]]:
     removed: dict[str, list[int]] = {}
-    for node, view in analysis.ctx.channel_outputs.items():
+    for node, view in analysis.channel_outputs.items():
         if node.op_type not in REPORTED_PRODUCERS or node.graph is None:
             continue  # not a producer, or gone with its residual branch
         gone = np.flatnonzero(~keep_element[view.labels])
         if len(gone):
             removed[node.name or f"{node.op_type}@{id(node)}"] = [int(i) for i in gone]
     return removed
-
-
-def _choose_plan(
-    analysis: Analysis,
-    scores: dict[ir.Value, tuple[str, np.ndarray]],
-    base: Policy,
-    ratio: float | str | None,
-    target_macs: float | None,
-    target_params: float | None,
-    before: Any,
-    latency: LatencyTarget | None = None,
-    whole_groups: frozenset[int] = frozenset(),
-) -> tuple[Plan, Policy, dict[str, Any]]:
-    """The plan for a fixed policy, ``ratio="auto"``, a MAC / params or a latency target."""
-    from onnxrecede.policy import targets
-
-    if latency is not None:
-        from onnxrecede.policy.latency import search_latency
-
-        chosen = search_latency(analysis, scores, base, latency, whole_groups)
-        return chosen.plan, chosen.policy, chosen.report
-
-    if ratio == "auto":
-        cut = targets.auto_threshold(
-            targets.prunable_importances(analysis, scores, base.aggregate)
-        )
-        if base.scope == "local":
-            policy = dataclasses.replace(base, ratio=cut.fraction_below, threshold=None)
-        else:
-            policy = dataclasses.replace(base, ratio=None, threshold=cut.threshold)
-        logger.info(
-            "ratio auto: threshold %.6g at the valley between modes %.4g and %.4g "
-            "(Ashman's D %.2f); %.1f%% of the prunable channels lie below it",
-            cut.threshold, cut.means[0], cut.means[1], cut.separation,
-            100 * cut.fraction_below,
-        )  # fmt: skip
-        plan = make_plan(analysis, scores, policy, whole_groups=whole_groups)
-        return plan, policy, {"auto": cut.to_dict()}
-    if target_macs is not None or target_params is not None:
-        metric, fraction = ("macs", target_macs) if target_macs is not None else ("params", target_params)
-        assert fraction is not None
-        result = targets.search_target(
-            analysis, scores, base, build_cost_model(analysis, before), metric, fraction
-        )
-        return result.plan, result.policy, {
-            f"target_{metric}": fraction,
-            "search": {"metric": metric, "estimate_macs": result.estimate[0],
-                       "estimate_params": result.estimate[1], "steps": result.steps,
-                       "kept_below_threshold": result.skipped_channels},
-        }  # fmt: skip
-    return make_plan(analysis, scores, base, whole_groups=whole_groups), base, {}
 
 
 def inspect(model: ModelSource, importances: ImportancesSource | None = None) -> InspectReport:
@@ -231,99 +179,70 @@ def prune(
     files and runs them one at a time (see :mod:`onnxrecede.engine.verify` for the tolerance
     rule); :func:`prune_file` prunes straight to a file with less memory.
     """
+    request = PlanRequest(ratio, threshold, scope, aggregate, min_channels, round_to,
+                          target_macs, target_params, target_speedup, speedup_search,
+                          latency_table, target_latency)  # fmt: skip
     check_tolerances(atol, rtol)
-    given = [
-        name
-        for name, v in (
-            ("--ratio", ratio), ("--threshold", threshold), ("--target-macs", target_macs),
-            ("--target-params", target_params), ("--target-speedup", target_speedup),
-            ("--target-latency", target_latency),
-        )
-        if v is not None
-    ]  # fmt: skip
-    if len(given) > 1:
-        raise InputError(f"give only one of {', '.join(given)}")
-    latency = latency_target(latency_table, target_latency, target_speedup)
-    if target_speedup is not None and latency is None:
-        from onnxrecede.policy.speedup import prune_to_speedup
-
-        return prune_to_speedup(
-            model, importances, target_speedup, scope=scope, aggregate=aggregate,
-            min_channels=min_channels, round_to=round_to, verify=verify,
-            input_shapes=input_shapes, atol=atol, rtol=rtol, progress=progress,
-            repair=repair, **dict(speedup_search or {}),
-        )  # fmt: skip
-    if isinstance(ratio, str) and ratio != "auto":
-        raise InputError(f"ratio must be a number in [0, 1) or 'auto', got '{ratio}'")
-    if ratio == "auto" or target_macs is not None or target_params is not None or latency:
-        base = Policy(None, 0.0, scope, aggregate, min_channels, round_to)  # chosen below
-    else:
-        if ratio is None and threshold is None:
-            ratio = 0.5
-        base = Policy(ratio, threshold, scope, aggregate, min_channels, round_to)
-    base.validate()
+    request.base_policy()  # every check before any loading (the latency table is read here)
+    if repair is not None:
+        repair.validate()
+    # load
     imp = load_importances(importances)
     m = load_model(model)
     check_shape_specs([(v.name or "", list(v.shape or [])) for v in m.graph.inputs], input_shapes)
+    # analyse
     analysis = analyze(m, progress)
     before = count_cost(m, input_shapes)  # after analysis: the same shape inference as "after"
-    scores = _scores(m, imp)
-    unused = [key for value, (key, _) in scores.items() if analysis.ctx.view(value) is None]
-    for key in unused:
-        logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
+    scores = scores_by_value(m, imp)
+    unused = _unused_keys(analysis, scores)
     repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
+    # residual branches that may go whole (not with repair: it fits the layers they hold)
     branches = find_branches(analysis) if repairer is None else []
-    plan, policy, chosen = _choose_plan(
-        analysis, scores, base, ratio, target_macs, target_params, before, latency,
-        frozenset(g for b in branches for g in b.groups),
+    # choose the plan
+    choice = choose_plan(
+        analysis, scores, request, before, input_shapes, progress,
+        whole_groups=frozenset(g for b in branches for g in b.groups),
     )  # fmt: skip
-    cut = [b for b in branches if plan.removed_groups & set(b.groups)]
-    groups = _summaries(analysis, plan)
-    masked = mask_consumers(analysis, plan.keep_element, lazy=True) if verify or cut else None
-    if repairer is not None:  # compensation / reconstruction (onnxrecede.repair)
-        masked = repairer.before_rewrite(analysis, plan.keep_element, masked)
+    keep = choice.plan.keep_element
+    cut = [b for b in branches if choice.plan.removed_groups & set(b.groups)]
+    groups = _summaries(analysis, choice.plan)
+    # repair before (compensation / reconstruction, onnxrecede.repair)
+    masked = mask_consumers(analysis, keep, lazy=True) if verify or cut else None
+    if repairer is not None:
+        masked = repairer.before_rewrite(analysis, keep, masked)
+    latency = request.latency
     reference = m.clone() if latency is not None else None  # measured against the cut below
+    # rewrite: whole residual branches first, then the channels
     blocks = _remove_branches(analysis, cut, masked, input_shapes)
-    removed = _removed_channels(analysis, plan.keep_element)
-    rewrite(analysis, plan.keep_element, progress)
+    removed = _removed_channels(analysis, keep)
+    rewrite(analysis, keep, progress)
+    # repair after
     if repairer is not None:
         repairer.after_rewrite(m)
     after = count_cost(m, input_shapes)
+    # verify
     verification = None
     if verify:
-        if progress is not None:
-            progress("verify", 0, 1)
         check = _finish if _finish is not None else run_verification
-        verification = check(m, masked, input_shapes, atol, rtol).to_dict()
-        if repairer is not None:
-            repairer.note_verification(verification)
-        if progress is not None:
-            progress("verify", 1, 1)
-    if reference is not None and latency is not None:
-        seconds = (speedup_search or {}).get("seconds", MEASURE_SECONDS)
-        chosen["latency"].update(measure_cut(reference, m, latency.table, float(seconds)))
+        verification = _verify(lambda: check(m, masked, input_shapes, atol, rtol), repairer, progress)
+    section = choice.section
+    if reference is not None and latency is not None:  # the cut measured once
+        seconds = float((speedup_search or {}).get("seconds", MEASURE_SECONDS))
+        section = section.measured_latency(measure_cut(reference, m, latency.table, seconds))
         del reference
-    prunable = sum(g.size for g in groups if g.status in ("pruned", "kept"))
+    # report
     report = PruneReport(
-        policy={
-            "ratio": ratio if ratio == "auto" else policy.ratio,
-            "threshold": policy.threshold,
-            "scope": scope,
-            "aggregate": aggregate,
-            "min_channels": min_channels,
-            "round_to": round_to,
-            **chosen,
-        },
+        policy=section,
         removed_channels=removed,
         groups=groups,
-        channels_prunable=prunable,
+        channels_prunable=sum(g.size for g in groups if g.status in ("pruned", "kept")),
         channels_removed=sum(g.removed for g in groups),
         params_before=before.params,
         params_after=after.params,
         macs_before=before.macs,
         macs_after=after.macs,
         verification=verification,
-        restored_for_minimum=plan.restored,
+        restored_for_minimum=choice.plan.restored,
         unused_keys=unused,
         nothing_removed=why_nothing_removed(groups, min_channels),
         repair=repairer.report() if repairer is not None else None,
@@ -332,6 +251,26 @@ def prune(
     if report.nothing_removed:
         logger.warning("warning: nothing was removed: %s", report.nothing_removed)
     return m, report
+
+
+def _unused_keys(analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]]) -> list[str]:
+    unused = [key for value, (key, _) in scores.items() if analysis.view(value) is None]
+    for key in unused:
+        logger.warning("importances key '%s' names channels that are not tracked; ignored", key)
+    return unused
+
+
+def _verify(
+    check: Callable[[], VerifyReport], repairer: CutRepair | None, progress: Progress | None
+) -> dict[str, Any]:
+    if progress is not None:
+        progress("verify", 0, 1)
+    result = check()
+    if repairer is not None:
+        result = repairer.verified(result)
+    if progress is not None:
+        progress("verify", 1, 1)
+    return result.to_dict()
 
 
 def prune_file(
@@ -345,6 +284,10 @@ def prune_file(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     progress: Progress | None = None,
+    evaluation: EvalOptions | None = None,
+    bench: BenchOptions | bool | None = None,
+    fail_below: float | None = None,
+    gates: bool = True,
     **options: Any,
 ) -> PruneReport:
     """Prune ``model`` into the file ``output``; ``options`` are :func:`prune`'s policy arguments.
@@ -356,8 +299,31 @@ def prune_file(
     masked reference, written to that folder too), and only then moved to ``output`` (and
     ``output.data``). On :class:`VerificationError`, or any other error, nothing is left at
     ``output`` and the scratch folder is removed. Returns the report (``report.output`` set).
+
+    Measured on the file written, before it is moved into place (as ``prune --bench
+    --eval-data`` does): ``bench`` (True or :class:`~onnxrecede.bench.BenchOptions`) times it
+    against ``model`` on CPU (``report.bench``); ``evaluation``
+    (:class:`~onnxrecede.runtime.accuracy.EvalOptions`) compares the accuracy
+    (``report.accuracy``). With ``gates`` (default), once the output is in place,
+    ``fail_below`` raises :class:`~onnxrecede.bench.SpeedupBelowBarError` (exit 5) and
+    ``evaluation.max_drop`` :class:`AccuracyDropError` (exit 6); ``gates=False`` leaves that to
+    the caller (:meth:`PruneReport.check_gates`).
+
+    Before any work, the command line's output-safety rule (:func:`onnxrecede.io.paths.check_paths`):
+    :class:`InputError` when ``output`` or ``output.data`` is the model, its external data, the
+    importances, calibration or evaluation data, or is not a regular file, or its folder is not writable.
     """
     check_tolerances(atol, rtol)
+    repair = options.get("repair")
+    reads, writes = prune_file_paths(model, importances, output, getattr(repair, "calibration", None))
+    if evaluation is not None:
+        reads.extend(data_reads(evaluation.data, "the evaluation data"))
+    if isinstance(options.get("latency_table"), (str, os.PathLike)):
+        reads.append(("the latency table", options["latency_table"]))
+    check_paths(reads, writes)
+    bench_options = _bench_options(bench, fail_below, input_shapes)
+    if evaluation is not None:
+        evaluation.validate()
     target = Path(os.fspath(output))
     with Outputs() as outputs:
         outputs.staged(f"{target}.data")  # moved into place only if written
@@ -382,9 +348,45 @@ def prune_file(
         if not written:  # not verified, or verified in memory (--target-speedup)
             _write_staged(outputs, target, pruned, external_data)
         del pruned
+        _measure_written(report, model, staged, bench_options, evaluation, progress)
+        report.fail_below = fail_below
         outputs.commit()  # the data file first, the model last
     report.output = os.fspath(target)
+    if gates:
+        report.check_gates()
     return report
+
+
+def _bench_options(
+    bench: BenchOptions | bool | None,
+    fail_below: float | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> BenchOptions | None:
+    if fail_below is not None and not bench:
+        raise InputError("--fail-below needs --bench")
+    if bench is None or bench is False:
+        return None
+    if bench is True:
+        shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
+        return BenchOptions(shapes=shapes)
+    return bench
+
+
+def _measure_written(
+    report: PruneReport,
+    model: ModelSource,
+    written: Path,
+    bench: BenchOptions | None,
+    evaluation: EvalOptions | None,
+    progress: Progress | None,
+) -> None:
+    """``report.bench`` and ``report.accuracy`` of the file written against ``model``."""
+    if bench is not None:
+        if not isinstance(model, (str, os.PathLike)):
+            raise InputError("bench needs the original model as a file path")
+        report.bench = compare(model, written, bench)
+    if evaluation is not None:
+        report.accuracy = compare_accuracy(model, written, evaluation, progress)
 
 
 def _write_staged(

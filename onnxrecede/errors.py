@@ -7,6 +7,9 @@ how to fix it.
 
 from __future__ import annotations
 
+#: Exit code of ``--fail-below`` / ``--target-speedup`` when the speedup is under the bar.
+EXIT_TOO_SLOW = 5
+
 
 class OnnxRecedeError(Exception):
     """Base class of every error caused by the user's input or environment."""

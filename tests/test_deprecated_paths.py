@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from onnxrecede._deprecated import BECAME_PACKAGE, MOVED
+from onnxrecede.compat import BECAME_PACKAGE, MOVED
 
 
 @pytest.mark.parametrize("old", sorted(MOVED))
@@ -39,7 +39,7 @@ def test_package_forwards_old_names_and_warns(package: str) -> None:
 
 
 def test_warning_points_at_the_importing_line() -> None:
-    code = "import warnings\nwarnings.simplefilter('error')\nfrom onnxrecede.criteria import PRODUCER_OPS\n"
+    code = "import warnings\nwarnings.simplefilter('error')\nfrom onnxrecede.criteria import compute_importances\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
     assert 'File "<string>", line 3' in proc.stderr

@@ -300,12 +300,11 @@ def _all_tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
 
 def environment(options: BenchOptions) -> dict[str, Any]:
     """Where the numbers were measured: versions, machine, threads."""
-    from onnxrecede import __version__
 
     ort = import_ort()
     return {
         "onnxruntime_version": ort.__version__,
-        "onnxrecede_version": __version__,
+        "onnxrecede_version": _package_version(),
         "onnx_version": onnx.__version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
@@ -400,3 +399,14 @@ def _warm_ort_environment() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     provider_session(model.SerializeToString(), "CPUExecutionProvider")
     _ORT_WARM = True
+
+
+def _package_version() -> str:
+    """The installed onnxrecede version (read from the package metadata: no import of the
+    top-level package, which imports the API, which imports bench)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("onnxrecede")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

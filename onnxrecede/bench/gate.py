@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from onnxrecede.bench.result import BenchResult
-from onnxrecede.errors import InputError, OnnxRecedeError
-
-#: Exit code of ``--fail-below`` when the speedup is under the bar.
-EXIT_TOO_SLOW = 5
+from onnxrecede.errors import EXIT_TOO_SLOW, InputError, OnnxRecedeError
 
 
 class SpeedupBelowBarError(OnnxRecedeError):

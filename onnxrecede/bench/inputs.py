@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from onnxrecede.errors import InputError
-from onnxrecede.runtime.session import _ORT_DTYPES, random_inputs, resolve_input_shape
+from onnxrecede.runtime.session import ORT_DTYPES, random_inputs, resolve_input_shape
 
 
 def check_same_inputs(reference: Any, candidate: Any, candidate_path: str) -> None:
@@ -68,11 +67,9 @@ def seeded_feeds(
 
 def load_npz_feeds(path: str | os.PathLike[str], session: Any) -> dict[str, np.ndarray]:
     """Arrays from ``path`` by input name, checked against the model's inputs."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise InputError(f"--inputs {path}: cannot read it as a numpy .npz file ({e})") from None
+    from onnxrecede.data.npy_files import load_npz
+
+    arrays = load_npz(path)  # every size checked before allocating
     inputs = {i.name: i for i in session.get_inputs()}
     missing = [n for n in inputs if n not in arrays]
     extra = [n for n in arrays if n not in inputs]
@@ -85,7 +82,7 @@ def load_npz_feeds(path: str | os.PathLike[str], session: Any) -> dict[str, np.n
     feeds: dict[str, np.ndarray] = {}
     for name, info in inputs.items():
         array = arrays[name]
-        dtype = np.dtype(_ORT_DTYPES.get(info.type, array.dtype))
+        dtype = np.dtype(ORT_DTYPES.get(info.type, array.dtype))
         if array.ndim != len(info.shape):
             raise InputError(
                 f"--inputs {path}: array '{name}' has rank {array.ndim}, the model input "

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from onnxrecede.bench.options import MIN_RUNS
+from onnxrecede.progress import Progress
 from onnxrecede.runtime.session import import_ort
-
-Progress = Callable[[str, int, int], None]
 
 
 class Runner(Protocol):

@@ -1,5 +1,5 @@
 """Sample data for calibration and evaluation: npz, image folders, CIFAR, digits."""
 
-from onnxrecede._deprecated import forward_names
+from onnxrecede.compat import forward_names
 
 __getattr__ = forward_names(__name__)

@@ -9,8 +9,9 @@ Sources accepted by :func:`open_samples` (the ``--calibration`` and ``--data`` v
    folders sorted by name are the labels 0..K-1. Images are read lazily, one batch at a time,
    and preprocessed as :class:`ImageOptions` says. Needs Pillow (the ``[images]`` extra).
 3. ``cifar10:DIR`` / ``cifar100:DIR`` (test split; ``cifar10:DIR:train`` for the training
-   batches): a local CIFAR folder in the python pickle format, read by an unpickler that only
-   builds numpy arrays, so a crafted file cannot run code. Preprocessed like images.
+   batches): a local CIFAR folder in the python pickle format, read by a parser of the pickle
+   opcodes that builds no numpy object but integer arrays from raw bytes, so a crafted file
+   cannot run code or plant a pointer. Preprocessed like images.
 4. ``digits:train|val|test``: scikit-learn's bundled 8x8 digits as 3x32x32 float images in
    [0, 1] (:mod:`onnxrecede.digits`; needs scikit-learn). Of the image options only ``mean`` and
    ``std`` apply (a model trained on normalised digits).
@@ -21,8 +22,8 @@ N samples (seed 0, kept in source order), so a calibration set covers every clas
 
 from __future__ import annotations
 
+import math
 import os
-import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,18 @@ class ImageOptions:
             self.resize is not None and self.resize <= 0
         ):
             raise InputError("image size and resize must be positive")
-        if any(s == 0 for s in self.std):
-            raise InputError("image std must not contain 0")
+        for what, values in (("mean", self.mean), ("std", self.std), ("scale", (self.scale,))):
+            if not values or not all(math.isfinite(v) for v in values):
+                raise InputError(f"image {what} must be finite numbers, got {_floats(values)}")
+        if any(s <= 0 for s in (*self.std, self.scale)):
+            raise InputError(
+                f"image std and scale must be greater than 0, got std {_floats(self.std)}, "
+                f"scale {self.scale:g}"
+            )
+
+
+def _floats(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 @dataclass
@@ -131,7 +142,23 @@ class Samples:
         if batch_size <= 0:
             raise InputError(f"batch size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
-            yield self._read(self._index[start : start + batch_size])
+            idx = self._index[start : start + batch_size]
+            batch = self._read(idx)
+            self._check_finite(batch, idx)
+            yield batch
+
+    def _check_finite(self, batch: Batch, idx: np.ndarray) -> None:
+        """Refuse NaN or infinity: it would pass through every statistic unnoticed."""
+        for name, x in batch.feeds.items():
+            if x.dtype.kind != "f" or not len(x):
+                continue
+            bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if bad.any():
+                sample = int(idx[int(np.argmax(bad))])
+                raise InputError(
+                    f"{self.description}: sample {sample} (input '{name}') holds NaN or "
+                    "infinity; fix the data (or --mean/--std, which must keep values finite)"
+                )
 
 
 def _subset(count: int, limit: int | None) -> np.ndarray:
@@ -215,11 +242,9 @@ def _single_input(names: list[str], what: str) -> str:
 def _open_npz(
     path: Path, names: list[str], specs: dict[str, TensorSpec] | None, limit: int | None
 ) -> Samples:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            stored = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read it as a .npz file of arrays: {e}") from None
+    from onnxrecede.data.npy_files import load_npz
+
+    stored = load_npz(path)
     label_key = next((k for k in ("y", "labels") if k in stored and k not in names), None)
     arrays = _npz_inputs(path, stored, names, label_key)
     counts = {k: len(a) if a.ndim else 0 for k, a in arrays.items()}
@@ -312,7 +337,8 @@ class _ImagePlan:
         for what, v in (("mean", mean), ("std", std)):
             if v.size not in (1, self.channels):
                 raise InputError(f"image {what} has {v.size} values for {self.channels} channels")
-        x = (x - mean) / std
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            x = (x - mean) / std  # a tiny std overflows: the batch check names the sample
         if self.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x, dtype=self.dtype)
@@ -378,19 +404,30 @@ def _fit_image(img: Any, plan: _ImagePlan) -> np.ndarray:
 def _read_image_file(path: Path, plan: _ImagePlan) -> np.ndarray:
     Image = _pil()
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
-            arr = arr.transpose(1, 2, 0)
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-            raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
-        return _fit_image(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), plan)
+        return _fit_image(Image.fromarray(read_npy_image(path)), plan)
     try:
         with Image.open(path) as img:
             return _fit_image(img, plan)
-    except OSError as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: {e}") from None
+
+
+def read_npy_image(path: Path) -> np.ndarray:
+    """A ``.npy`` image (H x W, H x W x C or C x H x W; C 1 or 3) as H x W[x 3] uint8.
+
+    Float and integer values are clipped to 0..255; NaN or infinity is refused."""
+    from onnxrecede.data.npy_files import load_npy
+
+    arr = load_npy(path)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3) or 0 in arr.shape:
+        raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"{path}: the image array holds NaN or infinity")
+    return np.clip(arr, 0, 255).astype(np.uint8)
 
 
 def _open_folder(
@@ -437,59 +474,86 @@ def _open_folder(
 # ----------------------------------------------------------------------------- CIFAR
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Builds the dicts, lists, bytes and numpy arrays of the CIFAR pickles, nothing else."""
-
-    _ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
 def read_cifar_pickle(path: Path) -> dict[str, Any]:
-    """One CIFAR python-format pickle as a dict with str keys, read without running code."""
+    """One CIFAR python-format pickle as a dict with str keys, read without unpickling it
+    (:mod:`onnxrecede.data.cifar_pickle`: no numpy object is ever reconstructed)."""
+    from onnxrecede.data.cifar_pickle import PickleRefused, load_batch
+
     if not path.is_file():
         raise InputError(f"CIFAR file not found: {path}")
     try:
-        with open(path, "rb") as f:
-            data = _ArrayOnlyUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read CIFAR file {path}: {e.strerror}") from None
+    try:
+        data = load_batch(raw)
+    except PickleRefused as e:
         raise InputError(f"{path} is not a CIFAR python-format pickle: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path} is not a CIFAR python-format pickle (no dict inside)")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in data.items()}
 
 
-def cifar_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (uint8 N x 3 x 32 x 32) and int64 labels of one CIFAR pickle."""
+def cifar_arrays(
+    path: Path, label_key: str, classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (uint8 N x 3 x 32 x 32) and int64 labels of one CIFAR pickle.
+
+    1. ``data`` must be a uint8 array of N x 3072;
+    2. the labels a list (or 1-D integer array) of N ints, each in 0..classes-1 when given.
+    """
     d = read_cifar_pickle(path)
     if "data" not in d or label_key not in d:
         raise InputError(f"{path}: expected keys 'data' and '{label_key}'")
-    x = np.asarray(d["data"], dtype=np.uint8)
-    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
-        raise InputError(f"{path}: 'data' must be N x 3072 uint8, got shape {x.shape}")
-    return x.reshape(-1, 3, 32, 32), np.asarray(d[label_key], dtype=np.int64)
+    x = d["data"]
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        got = f"{x.dtype} of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise InputError(f"{path}: 'data' must be an N x 3072 uint8 array, got {got}")
+    y = _cifar_labels(path, label_key, d[label_key])
+    if len(y) != len(x):
+        raise InputError(
+            f"{path}: {len(x)} images but {len(y)} '{label_key}'; a batch needs one label per image"
+        )
+    if classes is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        bad = int(np.flatnonzero((y < 0) | (y >= classes))[0])
+        raise InputError(f"{path}: label {int(y[bad])} of sample {bad} is outside 0..{classes - 1}")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def _cifar_labels(path: Path, key: str, value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype != np.bool_:
+        return value.astype(np.int64)
+    if isinstance(value, list):
+        bad = next((i for i, v in enumerate(value) if type(v) is not int), None)
+        if bad is None:
+            try:
+                return np.asarray(value, dtype=np.int64)
+            except OverflowError:
+                raise InputError(f"{path}: '{key}' holds an integer beyond int64") from None
+        raise InputError(
+            f"{path}: '{key}' must be a list of integers; item {bad} is a "
+            f"{type(value[bad]).__name__}"
+        )
+    raise InputError(f"{path}: '{key}' must be a list of integers, got {type(value).__name__}")
 
 
 def cifar_split(kind: str, root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The ``train`` or ``test`` split of a local CIFAR-10/100 python-format folder."""
     if not root.is_dir():
         raise InputError(f"CIFAR folder not found: {root} (onnxrecede never downloads data)")
+    files = cifar_files(kind, root, split)
+    key, classes = ("labels", 10) if kind == "cifar10" else ("fine_labels", 100)
+    parts = [cifar_arrays(f, key, classes) for f in files]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def cifar_files(kind: str, root: Path, split: str) -> list[Path]:
+    """The batch files of one split of a CIFAR-10/100 python-format folder."""
     if kind == "cifar10" and split == "train":
-        parts = [cifar_arrays(root / f"data_batch_{i}", "labels") for i in range(1, 6)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return [root / f"data_batch_{i}" for i in range(1, 6)]
     if kind == "cifar10":
-        return cifar_arrays(root / "test_batch", "labels")
-    return cifar_arrays(root / split, "fine_labels")
+        return [root / "test_batch"]
+    return [root / split]
 
 
 def _open_cifar(
@@ -548,7 +612,8 @@ def _open_digits(
         x = _check_array(f"digits:{split}", name, x, specs[name])
     mean = np.asarray(image.mean, dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(image.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    x = ((x - mean) / std).astype(x.dtype)  # [0, 1] images: only mean and std apply
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        x = ((x - mean) / std).astype(x.dtype)  # [0, 1] images: only mean and std apply
 
     def read(idx: np.ndarray) -> Batch:
         return Batch({name: np.ascontiguousarray(x[idx])}, y[idx])

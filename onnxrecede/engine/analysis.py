@@ -13,20 +13,22 @@ Cases:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.context import AnalysisContext, node_label
-from onnxrecede.engine.registry import rule_for
+from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.engine.context import AnalysisContext, ConsumeSite, node_label
+from onnxrecede.engine.registry import Dims, rule_for
 from onnxrecede.engine.shapes import infer_shapes
-from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom
+from onnxrecede.engine.spaces import FIXED, PRODUCER, Atom, ChannelView
+from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,31 @@ class Analysis:
     def group_of_labels(self, labels: np.ndarray) -> list[int]:
         roots = self.roots[labels]
         return sorted({self.group_of_root[int(r)] for r in np.unique(roots)})
+
+    # ---- read-only queries for the stages around the engine (policies, repair, reports)
+
+    def view(self, value: ir.Value | None) -> ChannelView | None:
+        """The channel axis and labels analysis found on ``value`` (None: no channels)."""
+        return self.ctx.view(value)
+
+    def dims(self, value: ir.Value | None) -> Dims | None:
+        """Static dims of ``value`` (None for a symbolic dim), None if its rank is unknown."""
+        return self.ctx.dims(value)
+
+    @property
+    def constants(self) -> ConstantEvaluator:
+        """The evaluator of constant values (shared cache: read, do not mutate the model)."""
+        return self.ctx.const
+
+    @property
+    def consume_sites(self) -> tuple[ConsumeSite, ...]:
+        """Every (node, input, axis, labels) where a weight reads tracked channels."""
+        return tuple(self.ctx.consume_sites)
+
+    @property
+    def channel_outputs(self) -> Mapping[ir.Node, ChannelView]:
+        """The nodes that produce channels, with their output view."""
+        return MappingProxyType(self.ctx.channel_outputs)
 
 
 def analyze(model: ir.Model, progress: Progress | None = None) -> Analysis:

@@ -142,14 +142,25 @@ def detached_node_proto(node: ir.Node, input_names: list[str]) -> tuple[onnx.Nod
     return proto, outs
 
 
-def _static_shape(node: ir.Node) -> np.ndarray | None:
-    src = node.inputs[0]
-    if src is None:
+def known_dims(value: ir.Value | None) -> tuple[int, ...] | None:
+    """The fully known dims of a value (its constant's shape first), else None."""
+    if value is None:
         return None
-    shape = src.const_value.shape if src.const_value is not None else src.shape
+    return known_shape(value.const_value.shape if value.const_value is not None else value.shape)
+
+
+def known_shape(shape: Any) -> tuple[int, ...] | None:
+    """A shape's dims when every one is a known int, else None."""
     if shape is None or not all(isinstance(d, int) for d in shape):
         return None
-    dims = [int(d) for d in shape]  # type: ignore[arg-type]
+    return tuple(int(d) for d in shape)
+
+
+def _static_shape(node: ir.Node) -> np.ndarray | None:
+    found = known_dims(node.inputs[0])
+    if found is None:
+        return None
+    dims = list(found)
     start = node.attributes.get_int("start", 0)
     end = node.attributes.get_int("end", len(dims))
     return np.asarray(dims[slice(start, end)], dtype=np.int64)

@@ -41,6 +41,7 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import known_dims
 from onnxrecede.engine.registry import rule_for
 from onnxrecede.errors import InputError
 
@@ -157,7 +158,7 @@ def _inferred_shapes(
     """Shapes of every named value after ONNX shape inference on a light clone of ``model``."""
     light = model.clone()  # new graph objects; tensors are shared, never written
     graph = light.graph
-    _bind_inputs(graph, input_shapes)
+    bind_inputs(graph, input_shapes)
     for node in ir.traversal.RecursiveGraphIterator(graph):
         for out in node.outputs:
             out.shape = None  # stale shapes after pruning would make inference fail
@@ -186,7 +187,9 @@ def _inferred_shapes(
     return shapes
 
 
-def _bind_inputs(graph: ir.Graph, input_shapes: Mapping[str, Sequence[int]]) -> None:
+def bind_inputs(graph: ir.Graph, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    """Set the shapes of the graph inputs named in ``input_shapes`` (InputError for a name
+    that is not a model input)."""
     initializer_names = set(graph.initializers)
     inputs = {v.name: v for v in graph.inputs if v.name not in initializer_names}
     unknown = sorted(set(input_shapes) - set(inputs))
@@ -314,6 +317,5 @@ def _constant_source(value: ir.Value | None) -> tuple[int, int] | None:
 def _numel(value: ir.Value) -> int | None:
     if value.const_value is not None:
         return math.prod(value.const_value.shape.numpy())
-    if value.shape is not None and all(isinstance(d, int) for d in value.shape):
-        return math.prod(int(d) for d in value.shape if isinstance(d, int))
-    return None
+    dims = known_dims(value)
+    return None if dims is None else math.prod(dims)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.errors import ImportancesError, InputError
 
@@ -60,10 +61,8 @@ class Policy:
             raise InputError(
                 f"aggregate must be one of {', '.join(AGGREGATES)}, got '{self.aggregate}'"
             )
-        if self.min_channels < 1:
-            raise InputError(f"min-channels must be at least 1, got {self.min_channels}")
-        if self.round_to < 1:
-            raise InputError(f"round-to must be at least 1, got {self.round_to}")
+        whole_number("min-channels", self.min_channels)
+        whole_number("round-to", self.round_to)
 
 
 @dataclass
@@ -77,7 +76,7 @@ class Plan:
     removed_groups: set[int] = field(default_factory=set)
 
 
-def _class_scores(
+def class_scores(
     analysis: Analysis, scores: Mapping[ir.Value, tuple[str, np.ndarray]], aggregate: str
 ) -> dict[int, float]:
     collected: dict[int, list[float]] = {}
@@ -115,7 +114,7 @@ def make_plan(
     keeps an expensive channel to land closer to its target).
     """
     policy.validate()
-    importance = _class_scores(analysis, scores, policy.aggregate)
+    importance = class_scores(analysis, scores, policy.aggregate)
     n_elements = analysis.roots.shape[0]
     removed_roots: set[int] = set()
     candidates: list[tuple[float, int, int, int]] = []  # (importance, group, position, root)
@@ -149,10 +148,10 @@ def make_plan(
         keep_root[r] = False
     gone = {g for g in whole_groups if not keep_root[analysis.groups[g].classes].any()}
     exempt = {int(r) for g in gone for r in analysis.groups[g].classes}
-    restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels, exempt)
+    restored = enforce_minimum(analysis, keep_root, importance, policy.min_channels, exempt)
     if policy.round_to > 1:
         _round_groups(analysis, keep_root, importance, scored - gone, policy)
-        restored += _enforce_minimum(
+        restored += enforce_minimum(
             analysis, keep_root, importance, policy.min_channels, exempt
         )
     keep_element = keep_root[analysis.roots]
@@ -164,7 +163,7 @@ def make_plan(
     return plan
 
 
-def _enforce_minimum(
+def enforce_minimum(
     analysis: Analysis,
     keep_root: np.ndarray,
     importance: Mapping[int, float],

@@ -10,7 +10,15 @@ needs to know about an op is asked of its rule too, so that supporting a new op 
    many output channels it has (importances keys);
 3. ``reports_channels``: its output channels are listed in reports (``removed_channels``);
 4. ``check``: consistency problems of a rewritten node the ONNX checker misses (verification);
-5. ``macs`` and ``param_inputs``: its cost (``onnxrecede.cost``).
+5. ``macs`` and ``param_inputs``: its cost (``onnxrecede.engine.cost``);
+6. ``keeps_shape``: its first output has its first input's shape (shape inference);
+7. ``param_source``: constant propagation, a parameter slice moved back through the node to
+   the constant it is computed from (rewrite);
+8. ``weight_rows``: its weight as one row per output channel (the weight-norm criteria);
+9. ``cost_axes``: the channel axes whose kept fraction scales its MACs and each parameter
+   (the cost of a plan, :mod:`onnxrecede.engine.budget`);
+10. ``constant_through``: per-channel constants carried from its input to its output (bias
+    compensation of channels that are constant by construction).
 
 ``analyze`` returns ``None`` when it understood the node, or a reason (a string) when the node
 is a barrier: the caller then blocks every channel group the node touches. It never raises for
@@ -25,12 +33,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import onnx_ir as ir
 
 if TYPE_CHECKING:
-    from onnxrecede.engine.context import AnalysisContext, RewriteContext
+    import numpy as np
+
+    from onnxrecede.engine.constants import ConstantEvaluator
+    from onnxrecede.engine.context import AnalysisContext, EditOp, RewriteContext
+    from onnxrecede.engine.spaces import ChannelView
 
 #: dims of a tensor as stored on the value (ints, symbolic dims), or None if unknown
 Dims = tuple[Any, ...] | None
 #: ``shape_of(index, output=False)``: the fully known shape of an input (output), else None
 ShapeOf = Callable[..., "tuple[int, ...] | None"]
+#: ``view_of(value)``: the channel view analysis found for a value, or None
+ViewOf = Callable[["ir.Value | None"], "ChannelView | None"]
+#: channel label arrays (one per axis a cost term spans)
+Axes = tuple["np.ndarray", ...]
+
+
+def labels_of(view: ChannelView | None) -> Axes:
+    return () if view is None else (view.labels,)
+
+
+def output_axes(node: ir.Node, view_of: ViewOf) -> Axes:
+    """The first output's channel labels (none when it carries no tracked channels)."""
+    return labels_of(view_of(node.outputs[0]) if node.outputs else None)
 
 
 class Rule:
@@ -64,6 +89,35 @@ class Rule:
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         """Inputs whose constant tensors count as parameters (see ``onnxrecede.cost``)."""
         return ()
+
+    def keeps_shape(self, op_type: str) -> bool:
+        """Whether the first output always has the first input's shape."""
+        return False
+
+    def param_source(
+        self, node: ir.Node, ops: tuple[EditOp, ...], rank: int
+    ) -> tuple[EditOp, ...] | None:
+        """The slice ``ops`` of this node's output, expressed on its constant first input of
+        rank ``rank``, when the output is computed from it alone (None: not traced through)."""
+        return None
+
+    def weight_rows(self, node: ir.Node, weight: np.ndarray) -> np.ndarray | None:
+        """The weight (input ``weight_input``) as one row per output channel, None if its
+        layout is not understood."""
+        return None
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """Label arrays whose kept fractions scale the node's MACs (``index`` None) or its
+        parameter input ``index``; ``view_of(value)`` is the analysis' channel view. Default:
+        MACs follow the output channels, parameters do not shrink."""
+        return output_axes(node, view_of) if index is None else ()
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        """Per position of the input's channel axis, a channel's constant value (NaN: not
+        constant) -> the output channel's value; None when the op does not map constants."""
+        return None
 
     def scalar_params(self, op_type: str) -> bool:
         """Whether a one-element constant among :meth:`param_inputs` counts as a parameter."""
@@ -120,14 +174,9 @@ def reported_ops() -> tuple[str, ...]:
 
 def const_dims(node: ir.Node, index: int) -> tuple[int, ...] | None:
     """Fully known dims of a node's input (its constant's shape first), else None."""
-    if len(node.inputs) <= index or node.inputs[index] is None:
-        return None
-    v = node.inputs[index]
-    assert v is not None
-    shape = v.const_value.shape if v.const_value is not None else v.shape
-    if shape is None or not all(isinstance(d, int) for d in shape):
-        return None
-    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+    from onnxrecede.engine.constants import known_dims
+
+    return known_dims(node.inputs[index]) if index < len(node.inputs) else None
 
 
 _loaded = False

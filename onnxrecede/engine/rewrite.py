@@ -17,7 +17,7 @@ Cases:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import onnx_ir as ir
@@ -26,14 +26,11 @@ from onnxrecede.engine.analysis import Analysis, infer_shapes
 from onnxrecede.engine.constants import ConstantEvaluator, make_tensor
 from onnxrecede.engine.context import EditKind, EditOp, ParamEdit, RewriteContext
 from onnxrecede.engine.registry import rule_for
-from onnxrecede.engine.rules.elementwise import UNARY_OPS
 from onnxrecede.io.stream import ZeroedTensor
+from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-#: ops through which a parameter slice is moved to the constant it is computed from
-_SOURCE_OPS = (frozenset(UNARY_OPS) - {"Dropout"}) | {"Transpose"}
 
 
 def apply_ops(array: np.ndarray, ops: Iterable[EditOp]) -> np.ndarray:
@@ -128,19 +125,15 @@ class _Editor:
         value = edit.node.inputs[edit.input_index]
         while value is not None and self.const.direct(value) is None:
             producer = value.producer()
-            if (
-                producer is None
-                or producer.op_type not in _SOURCE_OPS
-                or len(value.uses()) != 1
-                or producer.inputs[0] is None
-                or self.const.value(producer.inputs[0]) is None
-            ):
+            rule = rule_for(producer) if producer is not None else None
+            source = producer.inputs[0] if producer is not None and producer.inputs else None
+            array = self.const.value(source) if source is not None else None
+            if rule is None or array is None or len(value.uses()) != 1:
                 break
-            ops = edit.ops
-            if producer.op_type == "Transpose":
-                rank = self.const.value(producer.inputs[0]).ndim  # type: ignore[union-attr]
-                perm = list(producer.attributes.get_ints("perm", list(range(rank))[::-1]) or [])
-                ops = tuple((perm[axis], op, idx) for axis, op, idx in ops)
+            assert producer is not None
+            ops = rule.param_source(producer, edit.ops, array.ndim)
+            if ops is None:
+                break
             edit = ParamEdit(producer, 0, ops)
             value = producer.inputs[0]
         return edit
@@ -223,10 +216,33 @@ def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | N
             "rewrite() was already applied to this analysis: analyse the model again"
         )
     analysis.rewritten = True
-    model = analysis.model
     ctx = RewriteContext(
         analysis.ctx.views, keep_element, analysis.ctx.const, analysis.ctx.decisions
     )
+    _apply(analysis.model, ctx, progress)
+
+
+def pruned_copy(analysis: Analysis, keep_element: np.ndarray) -> ir.Model:
+    """A copy of the analysed model rewritten to ``keep_element``; the analysed model is left
+    as it is, so a search can build and measure many plans from one analysis."""
+    if analysis.rewritten:
+        raise RuntimeError("pruned_copy() reads the analysed model: call it before rewrite()")
+    original = analysis.model
+    copy = original.clone()
+    nodes = dict(zip(list(original.graph), list(copy.graph)))
+    values: dict[ir.Value, ir.Value] = dict(zip(original.graph.inputs, copy.graph.inputs))
+    for name, value in original.graph.initializers.items():
+        values[value] = copy.graph.initializers[name]
+    for node, twin in nodes.items():
+        values.update((a, b) for a, b in zip(node.inputs, twin.inputs) if a is not None and b is not None)
+        values.update(zip(node.outputs, twin.outputs))
+    views = {values[v]: view for v, view in analysis.ctx.views.items() if v in values}
+    decisions = {nodes[n]: d for n, d in analysis.ctx.decisions.items() if n in nodes}
+    _apply(copy, RewriteContext(views, keep_element, ConstantEvaluator(), decisions), None)
+    return copy
+
+
+def _apply(model: ir.Model, ctx: RewriteContext, progress: Progress | None) -> None:
     nodes = list(model.graph)
     for i, node in enumerate(nodes):
         rule = rule_for(node)
@@ -234,7 +250,7 @@ def rewrite(analysis: Analysis, keep_element: np.ndarray, progress: Progress | N
             rule.rewrite(ctx, node)
         if progress is not None and (i % 64 == 0 or i == len(nodes) - 1):
             progress("rewrite", i + 1, len(nodes))
-    editor = _Editor(model.graph, analysis.ctx.const)
+    editor = _Editor(model.graph, ctx.const)
     editor.apply_edits(ctx.edits)
     editor.apply_replacements(ctx.replacements)
     editor.remove_orphans()

@@ -18,15 +18,11 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
-from onnxrecede.engine.constants import ConstantEvaluator, detached_node_proto
-from onnxrecede.engine.rules.elementwise import UNARY_OPS
+from onnxrecede.engine.constants import ConstantEvaluator, detached_node_proto, known_shape
+from onnxrecede.engine.registry import rule_for
 
 logger = logging.getLogger(__name__)
 
-SAME_SHAPE_OPS = frozenset(UNARY_OPS) | {
-    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-    "LpNormalization", "LRN", "Softmax", "LogSoftmax", "Hardmax", "PRelu",
-}  # fmt: skip
 
 _MAX_CONST_ELEMENTS = 1 << 16
 
@@ -58,8 +54,13 @@ def _onnx_round(model: ir.Model) -> None:
         logger.debug("shape inference failed: %s", e)
 
 
+def _keeps_shape(node: ir.Node) -> bool:
+    rule = rule_for(node)
+    return rule is not None and rule.keeps_shape(node.op_type)
+
+
 def _static(shape: ir.Shape | None) -> bool:
-    return shape is not None and all(isinstance(d, int) for d in shape)
+    return known_shape(shape) is not None
 
 
 def _infer_alone(model: ir.Model, node: ir.Node, const: ConstantEvaluator) -> bool:
@@ -114,7 +115,7 @@ def infer_shapes(model: ir.Model, max_rounds: int = 6) -> None:
             if not node.outputs or all(_static(o.shape) for o in node.outputs):
                 continue
             src = node.inputs[0] if node.inputs else None
-            if node.op_type in SAME_SHAPE_OPS and src is not None and src.shape is not None:
+            if _keeps_shape(node) and src is not None and src.shape is not None:
                 if node.outputs[0].shape is None:
                     node.outputs[0].shape = src.shape
                     if node.outputs[0].dtype is None:

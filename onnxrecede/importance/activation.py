@@ -12,18 +12,18 @@ Cases:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 
 if TYPE_CHECKING:
     from onnxrecede.importance.criteria import ChannelProducer
 
-Progress = Callable[[str, int, int], None]
 
 ACTIVATIONS = frozenset(
     {
@@ -82,8 +82,11 @@ def activation_scores(
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean |activation| per channel of every producer, over the calibration samples."""
+    from onnxrecede.checks import whole_number
     from onnxrecede.data.sources import input_specs, open_samples
     from onnxrecede.runtime.probe import Probe
+
+    whole_number("batch_size", batch_size)
 
     tensors: dict[str, tuple[str, int]] = {}  # key -> (tensor name, channel axis)
     for p in producers:

@@ -36,24 +36,24 @@ Keys are node names (an output tensor name where a node has no usable name).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.engine.registry import Rule, rule_for
 from onnxrecede.errors import ImportancesError, InputError
 from onnxrecede.importance.file_format import Importances, KeyIndex, channel_count
+from onnxrecede.progress import Progress
 
 logger = logging.getLogger(__name__)
 
 CRITERIA = ("l1", "l2", "bn", "activation", "random")
 NORMALIZATIONS = ("mean", "max", "zscore", "rank", "none")
-PRODUCER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -64,25 +64,6 @@ class ChannelProducer:
     key: str
     channels: int
     weight: np.ndarray  # [channels, rest]: one row of weights per output channel
-
-
-def _weight_rows(node: ir.Node, w: np.ndarray) -> np.ndarray | None:
-    """The weights of each output channel, one row per channel (None if the layout is odd)."""
-    op = node.op_type
-    if op == "Conv" and w.ndim >= 2:
-        return w.reshape(w.shape[0], -1)
-    if op == "ConvTranspose" and w.ndim >= 2:
-        group = node.attributes.get_int("group", 1)
-        cin, cout_g = w.shape[0], w.shape[1]
-        if cin % group:
-            return None
-        grouped = w.reshape(group, cin // group, cout_g, -1).transpose(0, 2, 1, 3)
-        return grouped.reshape(group * cout_g, -1)
-    if op == "Gemm" and w.ndim == 2:
-        return w if node.attributes.get_int("transB", 0) else w.T
-    if op == "MatMul" and w.ndim >= 2:
-        return np.moveaxis(w, -1, 0).reshape(w.shape[-1], -1)
-    return None
 
 
 def _key_for(node: ir.Node, index: KeyIndex) -> str | None:
@@ -103,19 +84,21 @@ def _key_for(node: ir.Node, index: KeyIndex) -> str | None:
 def channel_producers(
     model: ir.Model, const: ConstantEvaluator | None = None
 ) -> list[ChannelProducer]:
-    """Every Conv/ConvTranspose/Gemm/MatMul whose weight is a constant, in graph order."""
+    """Every node whose rule reads its weight as rows per output channel (Conv, ConvTranspose,
+    Gemm, MatMul) and whose weight is a constant, in graph order."""
     const = const or ConstantEvaluator()
     index = KeyIndex(model.graph)
     found: list[ChannelProducer] = []
     for node in model.graph:
-        if node.op_type not in PRODUCER_OPS or node.domain not in ("", "ai.onnx"):
+        rule = rule_for(node)
+        if rule is None or type(rule).weight_rows is Rule.weight_rows or rule.weight_input is None:
+            continue  # not a producer with a weight (asked of its rule)
+        if len(node.inputs) <= rule.weight_input or not node.outputs:
             continue
-        if len(node.inputs) < 2 or not node.outputs:
-            continue
-        w = const.value(node.inputs[1])
+        w = const.value(node.inputs[rule.weight_input])
         if w is None:
             continue
-        rows = _weight_rows(node, np.asarray(w, dtype=np.float64))
+        rows = rule.weight_rows(node, np.asarray(w, dtype=np.float64))
         n = channel_count(node)
         if rows is None or (n is not None and rows.shape[0] != n):
             logger.debug("%s '%s': unexpected weight layout; not scored", node.op_type, node.name)
@@ -232,6 +215,8 @@ def compute_importances(
         raise InputError("criterion 'activation' needs calibration data: give --calibration DATA")
     if criterion != "activation" and calibration is not None:
         raise InputError(f"--calibration is only used by --criterion activation, not '{criterion}'")
+    if criterion == "random":
+        whole_number("the seed (--seed)", seed, minimum=0)
     const = ConstantEvaluator()
     producers = channel_producers(model, const)
     if not producers:

@@ -346,3 +346,9 @@ def resolve_importances(
         by_value[id(r.value)] = key
         resolved[key] = r
     return resolved
+
+
+def scores_by_value(model: ir.Model, importances: Importances) -> dict[ir.Value, tuple[str, np.ndarray]]:
+    """The scores of every key, by the tensor whose channels it scores: value -> (key, scores)."""
+    resolved = resolve_importances(model, importances)
+    return {r.value: (key, importances.scores[key]) for key, r in resolved.items()}

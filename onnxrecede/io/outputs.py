@@ -43,15 +43,57 @@ def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """A scratch folder beside ``target``; files written there are moved into place by the caller.
+    """A scratch folder beside ``target`` (whose folder is created if missing); files written
+    there are moved into place by the caller.
 
     Being on the same file system makes :func:`os.replace` atomic. The folder is removed
     afterwards, also when the caller fails or is interrupted.
     """
-    parent = Path(target).resolve().parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent)
+        Path(target).resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(target, e) from None
+    with scratch_dir(Path(target).resolve()) as tmp:
+        yield tmp
+
+
+def existing_folder(folder: Path) -> Path:
+    """``folder``, or its nearest ancestor that exists."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing ancestors; returns those created, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    created: list[Path] = []
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except OSError as e:
+            remove_folders(created)
+            raise output_error(f, e) from None
+        created.append(f)
+    return created
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove the (empty) folders :func:`make_folders` created, innermost first."""
+    for f in reversed(created):
+        with contextlib.suppress(OSError):
+            f.rmdir()
+
+
+@contextlib.contextmanager
+def scratch_dir(target: Path) -> Iterator[Path]:
+    """A scratch folder in the folder of ``target``, or in its nearest existing ancestor (no
+    folder is created for a target that may never be written); removed afterwards."""
+    try:
+        tmp = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=existing_folder(target.parent))
     except OSError as e:
         raise output_error(target, e) from None
     try:
@@ -103,9 +145,11 @@ class Outputs:
 
     ``staged(path)`` gives the path to write instead of ``path``: a file of the same name in a
     scratch folder beside ``path`` (so an external-data reference written into a model stays
-    right). ``commit()`` moves every staged file into place; leaving the ``with`` block
-    without committing (an error, an interrupt) removes the scratch folders and leaves the
-    targets untouched.
+    right; in the nearest existing ancestor when ``path``'s folder does not exist yet).
+    ``commit()`` creates missing folders and moves every staged file into place; leaving the
+    ``with`` block without committing (an error, an interrupt) removes the scratch folders and
+    leaves the targets untouched, with no folder created. A symbolic link at ``path`` is
+    replaced, never written through.
     """
 
     def __init__(self) -> None:
@@ -128,7 +172,7 @@ class Outputs:
         target = Path(os.fspath(path)).absolute()
         parent = target.parent
         if parent not in self._dirs:
-            self._dirs[parent] = self._stack.enter_context(atomic_dir(target))
+            self._dirs[parent] = self._stack.enter_context(scratch_dir(target))
         staged = self._dirs[parent] / target.name
         if (staged, target) not in self._pending:
             self._pending.append((staged, target))
@@ -148,11 +192,17 @@ class Outputs:
 
     def commit(self) -> list[Path]:
         """Move every staged file that exists into place; returns the targets written."""
-        done = []
+        done: list[Path] = []
+        created: list[Path] = []
         with signals_held():
-            for staged, target in self._pending:
-                if staged.exists():
-                    replace_into(staged, target)
-                    done.append(target)
+            try:
+                for staged, target in self._pending:
+                    if staged.exists():
+                        created.extend(make_folders(target.parent))
+                        replace_into(staged, target)
+                        done.append(target)
+            except BaseException:
+                remove_folders(created)
+                raise
         self._pending.clear()
         return done

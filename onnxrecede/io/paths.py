@@ -6,8 +6,11 @@ output, its external-data file, the report, the JSON result, a plot), and calls
 :func:`check_paths`. Two paths are the same file when they resolve to the same real path
 (symlinks, ``..``) or, for files that exist, share device and inode (hard links). A write is
 refused (exit code 2) when it is the same file as a read or another write, when its target
-exists and is not a regular file (a folder, a FIFO, a device), or when its folder cannot be
-written.
+exists and is not a regular file (a folder, a FIFO, a device), when it is a symbolic link whose
+target does not exist (a dangling link: nothing is ever created through it), or when its folder
+cannot be written. A link to an existing file that is not a read is replaced by the output (the
+file it pointed to is left as it was); missing folders of an output are created only when the
+outputs are moved into place, after the work succeeded.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import onnx
 from google.protobuf.descriptor import Descriptor
 
 from onnxrecede.errors import InputError
+from onnxrecede.io.outputs import existing_folder
 from onnxrecede.io.wire import wire_fields
 
 Role = tuple[str, "str | os.PathLike[str]"]
@@ -82,6 +86,12 @@ def check_paths(reads: Iterable[Role], writes: Iterable[Role]) -> None:
 
 
 def _check_target(w: _File) -> None:
+    if os.path.islink(w.given) and not os.path.exists(w.given):
+        raise InputError(
+            f"{w.label()} is a symbolic link to {os.readlink(w.given)}, which does not exist; "
+            "onnxrecede never writes through a dangling link. Remove the link or choose "
+            "another path"
+        )
     try:
         st = os.stat(w.given)
     except FileNotFoundError:
@@ -94,7 +104,7 @@ def _check_target(w: _File) -> None:
             f"{w.label()} is {kind}, not a regular file; onnxrecede only replaces regular "
             "files. Choose a file path"
         )
-    folder = _nearest_existing(Path(os.path.abspath(w.given)).parent)
+    folder = existing_folder(Path(os.path.abspath(w.given)).parent)
     if not folder.is_dir():
         raise InputError(
             f"cannot write {w.label()}: {folder} is not a folder. Choose a path in a folder"
@@ -108,12 +118,6 @@ def _check_target(w: _File) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
-
-
-def _nearest_existing(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 def _kind(mode: int) -> str:
@@ -184,16 +188,51 @@ def model_reads(model_path: str | os.PathLike[str]) -> Sequence[Role]:
     return reads
 
 
-def data_reads(source: str | None, role: str) -> list[Role]:
-    """The file or folder a data source (``x.npz``, ``DIR``, ``folder:DIR``, ``cifar10:DIR[:split]``,
-    ``digits:test``) reads, as reads for :func:`check_paths` (none for the bundled digits)."""
+def data_reads(source: str | None, role: str, *, training: bool = False) -> list[Role]:
+    """Every file (and image folder) a data source reads, as reads for :func:`check_paths`
+    (:func:`onnxrecede.data.files.source_files`; ``training``: the trainer's ``--data``)."""
     if source is None:
         return []
-    kind, sep, rest = source.partition(":")
-    if sep and kind == "digits":
-        return []
-    if sep and kind in ("folder", "cifar10", "cifar100"):
-        head, colon, tail = rest.rpartition(":")
-        path = head if colon and tail in ("train", "test") else rest
-        return [(role, path)]
-    return [(role, source)]
+    from onnxrecede.data.files import source_files
+
+    return [(role, p) for p in source_files(source, training=training)]
+
+
+@dataclass(frozen=True)
+class PruneLabels:
+    """How errors name the paths of a prune: the API's argument names, or the CLI's flags."""
+
+    output: str = "output"
+    importances: str = "importances"
+    calibration: str = "calibration data"
+
+
+#: the command line's names for :func:`prune_file_paths`
+CLI_LABELS = PruneLabels("-o", "--importances", "--calibration")
+
+
+def prune_file_paths(
+    model: object,
+    importances: object,
+    output: str | os.PathLike[str],
+    calibration: object = None,
+    labels: PruneLabels = PruneLabels(),
+) -> tuple[list[Role], list[Role]]:
+    """The reads and writes of :func:`onnxrecede.api.prune_file`, for :func:`check_paths`.
+
+    Reads: the model file and its external data (when ``model`` is a path), the importances
+    file (when a path), the calibration data (when a source string). Writes: ``output`` and
+    ``output.data``. In-memory models, importances and samples read no file.
+    """
+    reads: list[Role] = []
+    if isinstance(model, (str, os.PathLike)):
+        reads.extend(model_reads(model))
+    if isinstance(importances, (str, os.PathLike)):
+        reads.append((labels.importances, importances))
+    if isinstance(calibration, str):
+        reads.extend(data_reads(calibration, labels.calibration))
+    writes: list[Role] = [
+        (labels.output, output),
+        (f"the external data of {labels.output}", f"{os.fspath(output)}.data"),
+    ]
+    return reads, writes

@@ -25,8 +25,9 @@ from typing import Any
 
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.engine.analysis import Analysis, analyze
-from onnxrecede.engine.cost import _bind_inputs
+from onnxrecede.engine.cost import bind_inputs
 from onnxrecede.errors import InputError
 from onnxrecede.io.model_files import load_model
 from onnxrecede.latency.cache import LatencyCache, cache_key
@@ -62,7 +63,7 @@ def bound_shapes(
 
 def analysed(model: ir.Model, shapes: Mapping[str, Sequence[int]]) -> Analysis:
     """Bind ``shapes`` to the inputs, then analyse (units need static shapes)."""
-    _bind_inputs(model.graph, shapes)
+    bind_inputs(model.graph, shapes)
     return analyze(model)
 
 
@@ -148,10 +149,8 @@ def build_table(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Cases 1-3: the table as a JSON-ready dict."""
-    if max_points < 2:
-        raise InputError(f"--max-points must be at least 2, got {max_points}")
-    if batch < 1:
-        raise InputError(f"--batch must be at least 1, got {batch}")
+    whole_number("--max-points", max_points, 2)
+    whole_number("--batch", batch)
     timing = timing or Timing()
     cache = cache or LatencyCache(None)
     model = load_model(model_path)

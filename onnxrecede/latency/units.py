@@ -6,7 +6,9 @@ Cases:
    scale with its output channels (BatchNormalization, Relu, Clip, ...), each the single
    consumer of the previous output.
 2. Its *output axis* is the node's channel output view; its *input axis* is the contracted
-   input view (absent for a depthwise conv, whose input and output are one axis).
+   input view (absent for a depthwise conv, whose input and output are one axis). Which input
+   axis an op contracts, and whether a conv is depthwise, is asked of its rule's ``cost_axes``
+   (the axes that scale its MACs), as the MAC budget does.
 3. An axis is *variable* when any of its channels belongs to a prunable group; only variable
    axes are measured at several kept counts.
 4. A grouped conv (1 < group < channels) is a unit of fixed cost (measured once).
@@ -15,7 +17,7 @@ Cases:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,8 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.analysis import Analysis
-from onnxrecede.engine.budget import _contracted_input, _is_depthwise
+from onnxrecede.engine.registry import rule_for
+from onnxrecede.engine.spaces import ChannelView
 
 HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 #: ops fused into (or scaling with) a producer's output channels
@@ -96,20 +99,36 @@ def find_units(analysis: Analysis) -> list[Unit]:
 
 def _unit(analysis: Analysis, node: ir.Node) -> Unit | None:
     if node.op_type == "MatMul" and (
-        len(node.inputs) < 2 or analysis.ctx.constant(node.inputs[1]) is None
+        len(node.inputs) < 2 or analysis.constants.value(node.inputs[1]) is None
     ):
         return None  # two activations: not a layer of a fixed width
-    ctx = analysis.ctx
     grouped = node.op_type.startswith("Conv") and node.attributes.get_int("group", 1) > 1
-    depthwise = grouped and _is_depthwise(node)
-    out_view = ctx.channel_outputs.get(node) or ctx.view(node.outputs[0])
+    depthwise = grouped and _contracted(node, _probe(node)) is None
+    out_view = analysis.channel_outputs.get(node) or analysis.view(node.outputs[0])
     out = _axis(analysis, out_view.labels) if out_view is not None else None
-    contracted = _contracted_input(analysis, node)
-    inp = _axis(analysis, contracted[0]) if contracted and not depthwise else None
+    contracted = None if depthwise else _contracted(node, analysis.view)
+    inp = _axis(analysis, contracted) if contracted is not None else None
     if grouped and not depthwise:
         out = _fixed(out)
         inp = _fixed(inp)
     return Unit(node, _followers(node), out, inp, depthwise)
+
+
+def _contracted(node: ir.Node, view_of: Callable[[ir.Value | None], ChannelView | None]) -> np.ndarray | None:
+    """Case 2: the labels of the input axis the node contracts, from its rule's ``cost_axes``
+    (its MACs scale by the kept output x contracted input fractions), the output hidden."""
+    rule = rule_for(node)
+    if rule is None:
+        return None
+    outputs = set(node.outputs)
+    axes = rule.cost_axes(node, None, lambda v: None if v in outputs else view_of(v))
+    return axes[0] if axes else None
+
+
+def _probe(node: ir.Node) -> Callable[[ir.Value | None], ChannelView | None]:
+    """A channel view on the data input alone: does the op contract it (not depthwise)?"""
+    probe = ChannelView(1, np.zeros(0, dtype=np.int64))
+    return lambda v: probe if v is not None and v is node.inputs[0] else None
 
 
 def _fixed(axis: Axis | None) -> Axis | None:

@@ -39,7 +39,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.analysis import Analysis
-from onnxrecede.engine.plan import Plan, Policy, _class_scores, _enforce_minimum
+from onnxrecede.engine.plan import Plan, Policy, class_scores, enforce_minimum
 from onnxrecede.errors import InputError
 from onnxrecede.latency.table import fingerprint
 from onnxrecede.latency.units import (
@@ -149,7 +149,7 @@ def group_options(
     analysis: Analysis, scores: Scores, policy: Policy, max_points: int
 ) -> list[GroupOptions]:
     """Case 3: kept counts and values per scored prunable group."""
-    importance = _class_scores(analysis, scores, policy.aggregate)
+    importance = class_scores(analysis, scores, policy.aggregate)
     result = []
     for g in analysis.groups:
         if not g.prunable:
@@ -339,14 +339,14 @@ def _plan(
     analysis: Analysis, scores: Scores, policy: Policy, options: list[GroupOptions],
     counts: Mapping[int, int],
 ) -> Plan:  # fmt: skip
-    importance = _class_scores(analysis, scores, policy.aggregate)
+    importance = class_scores(analysis, scores, policy.aggregate)
     keep_root = np.ones(analysis.roots.shape[0], dtype=bool)
     for opt in options:
         for r in opt.keep_order[counts[opt.gid] :]:
             keep_root[r] = False
     gone = {o.gid for o in options if counts[o.gid] == 0}
     exempt = {int(r) for g in gone for r in analysis.groups[g].classes}
-    restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels, exempt)
+    restored = enforce_minimum(analysis, keep_root, importance, policy.min_channels, exempt)
     plan = Plan(keep_root[analysis.roots], importance, {o.gid for o in options}, restored=restored)
     plan.removed_groups = gone
     for g in analysis.groups:

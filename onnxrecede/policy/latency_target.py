@@ -20,6 +20,7 @@ from typing import Any
 
 import onnx_ir as ir
 
+from onnxrecede.checks import finite_number
 from onnxrecede.errors import InputError, RuntimeUnavailableError
 from onnxrecede.latency.table import load_table
 from onnxrecede.policy.latency import LatencyTarget
@@ -44,7 +45,10 @@ def latency_target(
         return None
     if target_latency is None and target_speedup is None:
         raise InputError("--latency-table needs --target-latency F or --target-speedup X")
+    if target_latency is not None:
+        finite_number("--target-latency", target_latency)
     if target_speedup is not None:
+        finite_number("--target-speedup", target_speedup)
         if not target_speedup > 1.0:
             raise InputError(f"--target-speedup must be above 1 (a speedup), got {target_speedup}")
         target_latency = 1.0 / target_speedup

@@ -35,7 +35,7 @@ import onnx_ir as ir
 
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.budget import CostModel
-from onnxrecede.engine.plan import Plan, Policy, _class_scores, make_plan
+from onnxrecede.engine.plan import Plan, Policy, class_scores, make_plan
 from onnxrecede.errors import InputError
 
 Scores = Mapping[ir.Value, tuple[str, np.ndarray]]
@@ -52,7 +52,7 @@ REFINE_FLOOR = 0.9
 
 def prunable_importances(analysis: Analysis, scores: Scores, aggregate: str) -> np.ndarray:
     """Aggregated importance of every scored channel of every prunable group."""
-    importance = _class_scores(analysis, scores, aggregate)
+    importance = class_scores(analysis, scores, aggregate)
     vals = [
         importance[int(r)]
         for g in analysis.groups
@@ -126,9 +126,11 @@ def fit_two_gaussians(
 
 def auto_threshold(values: np.ndarray) -> AutoCut:
     """Case 1: the valley between the two modes of ``values``, or InputError if unimodal."""
-    if len(values) < 8 or np.ptp(values) == 0:
+    distinct = len(np.unique(values))
+    if distinct < 8:
         raise InputError(
-            f"--ratio auto needs at least 8 distinct prunable importances, got {len(values)}; "
+            f"--ratio auto needs at least 8 distinct prunable importances, got {distinct} "
+            f"distinct value{'s' if distinct != 1 else ''} among {len(values)} channels; "
             "use --ratio R"
         )
     positive = bool(np.all(values > 0))
@@ -245,6 +247,19 @@ def search_target(
     return result
 
 
+def smallest_fraction(
+    analysis: Analysis, scores: Scores, policy: Policy, cost_model: CostModel, metric: str
+) -> float:
+    """The fraction of ``metric`` ("macs"/"params") the largest cut leaves: the smallest target
+    that can be met (the barriers and ``min_channels`` keep the rest)."""
+    before = cost_model.macs_before if metric == "macs" else cost_model.params_before
+    if before <= 0:
+        raise InputError(f"the model has no counted {metric}: --target-{metric} cannot apply")
+    candidates = PolicyLadder.build(analysis, scores, policy)
+    plan = make_plan(analysis, scores, candidates(candidates.last))
+    return cost_model.estimate(plan.keep_element)[0 if metric == "macs" else 1] / before
+
+
 def _refine(
     analysis: Analysis,
     scores: Scores,
@@ -255,7 +270,7 @@ def _refine(
     budget: float,
 ) -> SearchResult | None:
     """Case 3: continue from cut ``lo`` (above budget), skipping values that overshoot."""
-    importance = _class_scores(analysis, scores, candidates(0).aggregate)
+    importance = class_scores(analysis, scores, candidates(0).aggregate)
     roots_of: dict[float, list[int]] = {}
     for g in analysis.groups:
         if g.prunable:

@@ -1,5 +1,5 @@
 """Repairing a cut without fine-tuning: linear consumers, bias compensation, reconstruction."""
 
-from onnxrecede._deprecated import forward_names
+from onnxrecede.compat import forward_names
 
 __getattr__ = forward_names(__name__)

@@ -20,7 +20,6 @@ model must equal exactly: the verification proof still holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,8 @@ import onnx_ir as ir
 from onnxrecede.data.sources import Samples
 from onnxrecede.engine.analysis import Analysis
 from onnxrecede.engine.constants import ConstantEvaluator
+from onnxrecede.engine.registry import Rule, rule_for
+from onnxrecede.progress import Progress
 from onnxrecede.repair.consumers import (
     LinearConsumer,
     read_bias,
@@ -41,29 +42,6 @@ from onnxrecede.repair.consumers import (
 from onnxrecede.runtime.probe import Probe
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
-
-#: ops that map a per-channel constant to a per-channel constant, and how
-_UNARY: dict[str, Callable[[np.ndarray, ir.Node], np.ndarray]] = {
-    "Relu": lambda v, n: np.maximum(v, 0.0),
-    "LeakyRelu": lambda v, n: np.where(v >= 0, v, v * _float(n, "alpha", 0.01)),
-    "Sigmoid": lambda v, n: 1.0 / (1.0 + np.exp(-v)),
-    "Tanh": lambda v, n: np.tanh(v),
-    "HardSigmoid": lambda v, n: np.clip(_float(n, "alpha", 0.2) * v + _float(n, "beta", 0.5), 0, 1),
-    "Identity": lambda v, n: v,
-    "Dropout": lambda v, n: v,
-    "MaxPool": lambda v, n: v,
-    "GlobalAveragePool": lambda v, n: v,
-    "GlobalMaxPool": lambda v, n: v,
-    "Flatten": lambda v, n: v,
-    "Reshape": lambda v, n: v,
-}
-
-
-def _float(node: ir.Node, name: str, default: float) -> float:
-    attr = node.attributes.get(name)
-    return default if attr is None else float(attr.as_float())
 
 
 @dataclass
@@ -138,7 +116,7 @@ def _constant_taps(
 def graph_constants(analysis: Analysis, consumer: LinearConsumer) -> np.ndarray:
     """Per position of the consumer's input channels: its value where it is constant by
     construction (case 2 of the module doc), NaN elsewhere."""
-    ctx = analysis.ctx
+    ctx = analysis
     chain: list[ir.Node] = []
     value: ir.Value | None = consumer.data
     size = len(consumer.kept) + len(consumer.removed)
@@ -149,7 +127,7 @@ def graph_constants(analysis: Analysis, consumer: LinearConsumer) -> np.ndarray:
             return nan
         if node in ctx.channel_outputs:
             break
-        if node.op_type == "BatchNormalization" or node.op_type in _UNARY:
+        if _maps_constants(node):
             chain.append(node)
             value = node.inputs[0]
             continue
@@ -158,21 +136,27 @@ def graph_constants(analysis: Analysis, consumer: LinearConsumer) -> np.ndarray:
     out_view = ctx.channel_outputs[node]
     if out_view.labels is None or ctx.view(value) is None:
         return nan
-    per_label = dict(zip(out_view.labels.tolist(), _producer_constants(node, ctx.const)))
-    for op in reversed(chain):
+    per_label = dict(zip(out_view.labels.tolist(), _producer_constants(node, ctx.constants)))
+    for op in reversed(chain):  # each op's rule maps the constants (constant_through)
         view = ctx.view(op.inputs[0])
-        if view is None:
+        rule = rule_for(op)
+        if view is None or rule is None:
             return nan
-        if op.op_type == "BatchNormalization":
-            _through_bn(op, view.labels, per_label, ctx.const)
-        else:
-            per_label = {
-                k: float(_UNARY[op.op_type](np.asarray(v), op)) for k, v in per_label.items()
-            }
+        labels = view.labels.tolist()
+        values = np.asarray([per_label.get(lab, np.nan) for lab in labels], dtype=np.float64)
+        mapped = rule.constant_through(op, values, ctx.constants)
+        if mapped is None:
+            return nan
+        per_label = dict(zip(labels, np.asarray(mapped, dtype=np.float64).tolist()))
     data_view = ctx.view(consumer.data)
     if data_view is None:
         return nan
     return np.asarray([per_label.get(int(lab), np.nan) for lab in data_view.labels])
+
+
+def _maps_constants(node: ir.Node) -> bool:
+    rule = rule_for(node)
+    return rule is not None and type(rule).constant_through is not Rule.constant_through
 
 
 def _producer_constants(node: ir.Node, const: ConstantEvaluator) -> np.ndarray:
@@ -195,21 +179,6 @@ def _producer_constants(node: ir.Node, const: ConstantEvaluator) -> np.ndarray:
     return np.where(np.all(rows == 0, axis=1), bias, np.nan)
 
 
-def _through_bn(
-    node: ir.Node, labels: np.ndarray, per_label: dict[int, float], const: ConstantEvaluator
-) -> None:
-    params = [const.value(v) for v in node.inputs[1:5]]
-    if any(p is None for p in params):
-        per_label.clear()
-        return
-    scale, bias, mean, var = (np.asarray(p, dtype=np.float64) for p in params)  # type: ignore[arg-type]
-    eps = _float(node, "epsilon", 1e-5)
-    for pos, lab in enumerate(labels.tolist()):
-        if lab in per_label:
-            v = per_label[lab]
-            per_label[lab] = (v - mean[pos]) / np.sqrt(var[pos] + eps) * scale[pos] + bias[pos]
-
-
 def plan_compensation(
     analysis: Analysis,
     consumers: list[LinearConsumer],
@@ -217,13 +186,13 @@ def plan_compensation(
 ) -> Compensation:
     """The bias deltas: from calibration ``means`` when given, else from graph constants."""
     comp = Compensation()
-    const = analysis.ctx.const
+    const = analysis.constants
     for c in consumers:
         if means is not None and c.node in means:
             taps, source = means[c.node], "calibration"
         else:
             values = graph_constants(analysis, c)
-            taps, source = _constant_taps(c, values, analysis.ctx.dims(c.data)), "graph constant"
+            taps, source = _constant_taps(c, values, analysis.dims(c.data)), "graph constant"
         removed = c.removed[~np.isnan(taps[c.removed]).any(axis=1)]
         if not len(removed):
             comp.skipped.append(f"{c.node.op_type} '{c.name}': no removed input is constant")

@@ -46,10 +46,10 @@ def linear_consumers(
     analysis: Analysis, keep_element: np.ndarray
 ) -> tuple[list[LinearConsumer], list[str]]:
     """Linear consumers that lose input channels, in graph order; and those skipped, with why."""
-    const = analysis.ctx.const
+    const = analysis.constants
     found: dict[ir.Node, LinearConsumer] = {}
     skipped: list[str] = []
-    for site in analysis.ctx.consume_sites:
+    for site in analysis.consume_sites:
         node = site.node
         removed = np.flatnonzero(~keep_element[site.labels])
         if not len(removed) or node in found:
@@ -57,13 +57,13 @@ def linear_consumers(
         reason = _unsupported(node, site.input_index, const)
         data = node.inputs[0]
         if reason is None and data is not None:
-            axis = _data_axis(node, analysis.ctx.dims(data))
-            dims = analysis.ctx.dims(data)
+            axis = _data_axis(node, analysis.dims(data))
+            dims = analysis.dims(data)
             if axis is None or dims is None or dims[axis] != len(site.labels):
                 reason = "its input channels are not on a known axis"
             else:
                 kept = np.flatnonzero(keep_element[site.labels])
-                out_view = analysis.ctx.channel_outputs.get(node)
+                out_view = analysis.channel_outputs.get(node)
                 out_keep = None
                 if out_view is not None and not keep_element[out_view.labels].all():
                     out_keep = np.flatnonzero(keep_element[out_view.labels])

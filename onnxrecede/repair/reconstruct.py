@@ -21,16 +21,17 @@ For every linear consumer (:mod:`onnxrecede.consumers`), in graph order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import number_problem, whole_number
 from onnxrecede.data.sources import Samples
 from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.consumers import (
     LinearConsumer,
     conv_geometry,
@@ -44,7 +45,6 @@ from onnxrecede.runtime.probe import Probe, model_batches
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,9 @@ class ReconstructOptions:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.ridge < 0:
-            raise InputError(f"the ridge term must be >= 0, got {self.ridge}")
-        if self.max_rows < 1:
-            raise InputError(f"the row cap must be positive, got {self.max_rows}")
+        if number_problem(self.ridge, 0.0) is not None:
+            raise InputError(f"the ridge term must be >= 0 (--ridge), got {self.ridge}")
+        whole_number("the row cap (--max-rows)", self.max_rows)
 
 
 @dataclass

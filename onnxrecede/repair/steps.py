@@ -13,24 +13,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.checks import whole_number
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.engine.analysis import Analysis
+from onnxrecede.engine.verify import VerifyReport
 from onnxrecede.errors import InputError
+from onnxrecede.progress import Progress
 from onnxrecede.repair.compensate import Compensation, plan_compensation, tap_means
 from onnxrecede.repair.consumers import LinearConsumer, linear_consumers
 from onnxrecede.repair.reconstruct import ReconstructOptions, reconstruct
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 #: what verification says in place of the masked-reference equality after a refit
 RECONSTRUCTED = "replaced by the reconstruction error report (weights refitted)"
@@ -60,8 +62,9 @@ class RepairOptions:
     def validate(self) -> None:
         if self.reconstruct and self.calibration is None:
             raise InputError("--reconstruct needs calibration data: give --calibration DATA")
-        if self.batch_size < 1:
-            raise InputError(f"the calibration batch size must be positive, got {self.batch_size}")
+        whole_number("--calibration-batch", self.batch_size)
+        if self.limit is not None:
+            whole_number("--calibration-limit", self.limit)
         ReconstructOptions(self.ridge, self.max_rows, self.batch_size).validate()
 
 
@@ -145,10 +148,11 @@ class CutRepair:
             doc["reconstruction"] = self.reconstruction
         return doc
 
-    def note_verification(self, verification: dict[str, Any] | None) -> None:
-        """Step 3: say in the verification record that the masked check was replaced."""
-        if verification is not None and self.options.reconstruct:
-            verification["masked_reference"] = RECONSTRUCTED
+    def verified(self, verification: VerifyReport) -> VerifyReport:
+        """Step 3: the verification record, saying that the masked check was replaced."""
+        if not self.options.reconstruct:
+            return verification
+        return dataclasses.replace(verification, masked_reference=RECONSTRUCTED)
 
 
 def format_repair(doc: dict[str, Any] | None) -> list[str]:

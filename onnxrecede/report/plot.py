@@ -55,17 +55,16 @@ def histogram_data(
     aggregate: str = "max",
 ) -> ImportanceHistogram:
     """The values, per-group values and threshold to draw for ``model`` and ``importances``."""
-    from onnxrecede.api import _scores
     from onnxrecede.engine.analysis import analyze
-    from onnxrecede.engine.plan import _class_scores
-    from onnxrecede.importance.file_format import load_importances
+    from onnxrecede.engine.plan import class_scores
+    from onnxrecede.importance.file_format import load_importances, scores_by_value
     from onnxrecede.io.model_files import load_model
     from onnxrecede.policy.targets import auto_threshold
 
     m = load_model(model)
     analysis = analyze(m)
-    scores = _scores(m, load_importances(importances))
-    importance = _class_scores(analysis, scores, aggregate)
+    scores = scores_by_value(m, load_importances(importances))
+    importance = class_scores(analysis, scores, aggregate)
     groups = []
     for g in analysis.groups:
         vals = [importance[int(r)] for r in g.classes if int(r) in importance]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from onnxrecede.report.sections import Section
 
 
 @dataclass
@@ -34,7 +37,7 @@ class GroupSummary:
 class PruneReport:
     """Result of :func:`onnxrecede.prune`."""
 
-    policy: dict[str, Any]
+    policy: Mapping[str, Any]  #: a PolicySection (reads as the dict it used to be)
     removed_channels: dict[str, list[int]]
     groups: list[GroupSummary]
     channels_prunable: int
@@ -52,6 +55,12 @@ class PruneReport:
     repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
     #: residual branches removed whole (onnxrecede.engine.branches)
     blocks_removed: list[dict[str, Any]] = field(default_factory=list)
+    #: ``prune_file(..., bench=...)``: the pruned file timed against the original (BenchResult)
+    bench: Any = None
+    #: ``prune_file(..., evaluation=...)``: accuracy before and after (AccuracyComparison)
+    accuracy: Any = None
+    #: ``--fail-below``: the speedup gate on ``bench``
+    fail_below: float | None = None
 
     @property
     def groups_pruned(self) -> list[GroupSummary]:
@@ -64,7 +73,7 @@ class PruneReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "output": self.output,
-            "policy": self.policy,
+            "policy": self.policy.to_dict() if isinstance(self.policy, Section) else dict(self.policy),
             "removed_channels": self.removed_channels,
             "channels": {
                 "prunable": self.channels_prunable,
@@ -81,7 +90,21 @@ class PruneReport:
             "nothing_removed": self.nothing_removed,
             "repair": self.repair,
             "blocks_removed": self.blocks_removed,
-        }
+        } | self._measured()
+
+    def _measured(self) -> dict[str, Any]:
+        found = {"bench": self.bench, "accuracy": self.accuracy}
+        return {k: v.to_dict() for k, v in found.items() if v is not None}
+
+    def check_gates(self) -> None:
+        """The gates, after the pruned model is written: ``--fail-below`` (exit 5) on the
+        measured speedup, then ``--max-accuracy-drop`` (exit 6) on the accuracy drop."""
+        if self.bench is not None and self.fail_below is not None:
+            from onnxrecede.bench.gate import check_speedup
+
+            check_speedup(self.bench, self.fail_below)
+        if self.accuracy is not None:
+            self.accuracy.check()
 
 
 def why_nothing_removed(groups: list[GroupSummary], min_channels: int) -> str | None:

@@ -9,18 +9,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from onnxrecede.checks import whole_number
 from onnxrecede.data.sources import ImageOptions, Samples, input_specs, open_samples
 from onnxrecede.errors import InputError
 from onnxrecede.io.model_files import ModelSource, load_model
+from onnxrecede.progress import Progress
 from onnxrecede.runtime.probe import Probe
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> Accuracy:
     """Top-1/top-5 accuracy of ``model`` on ``data`` (a source for :func:`open_samples`)."""
+    whole_number("batch_size", batch_size)
     m = load_model(model)
     samples = (
         data

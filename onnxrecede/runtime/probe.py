@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,11 +31,11 @@ from onnxrecede.io.model_files import (
     initializer_bytes,
     load_model,
 )
+from onnxrecede.progress import Progress
 from onnxrecede.runtime import session as runtime
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 
 def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
@@ -193,6 +193,9 @@ def probe(
 
 def _session(model: ir.Model, threads: int | None) -> Any:
     if initializer_bytes(model) < EXTERNAL_DATA_THRESHOLD:
+        # a model read with external data references its files by a path relative to the
+        # model's folder, which a serialised payload has lost: carry the weights inline
+        ir.external_data.load_to_model(model)
         payload = ir.serde.serialize_model(model).SerializeToString()
         return _cpu_session(payload, threads)
     with tempfile.TemporaryDirectory(prefix="onnxrecede-probe-") as tmp:

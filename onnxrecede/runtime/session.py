@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxrecede.checks import shape_dims
 from onnxrecede.errors import InputError, RuntimeUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ ORT_DISTRIBUTIONS = (
     "onnxruntime-training",
 )
 
-_ORT_DTYPES: dict[str, Any] = {
+ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(float16)": np.float16,
@@ -119,11 +120,11 @@ def parse_shape_specs(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
             shape = tuple(int(d) for d in dims.lower().split("x")) if sep and name else None
         except ValueError:
             shape = None
-        if not shape or any(d <= 0 for d in shape):
+        if not shape:
             raise InputError(
                 f"bad --shape '{spec}': expected NAME:DIMxDIMx..., e.g. input:1x3x224x224"
             )
-        shapes[name] = shape
+        shapes[name] = shape_dims(name, shape)
     return shapes
 
 
@@ -165,7 +166,8 @@ def check_shape_specs(
 ) -> None:
     """Refuse ``--shape`` bindings that name no input or contradict a static dim, before work."""
     names = [name for name, _ in inputs]
-    for name in shapes or {}:
+    for name, dims in (shapes or {}).items():
+        shape_dims(name, dims)
         if name not in names:
             raise InputError(
                 f"--shape names '{name}', which is not a model input; model inputs: "
@@ -184,21 +186,39 @@ def random_inputs(
 ) -> dict[str, np.ndarray]:
     """Seeded random feeds for every input of an ORT session."""
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
+    wanted = []
     for inp in session.get_inputs():
         shape = resolve_input_shape(inp.name, inp.shape, shapes or {}, batch)
-        dtype = _ORT_DTYPES.get(inp.type)
+        dtype = ORT_DTYPES.get(inp.type)
         if dtype is None:
             raise InputError(
                 f"model input '{inp.name}' has type {inp.type}, which onnxrecede cannot feed"
             )
+        wanted.append((inp.name, shape, np.dtype(dtype)))
+    _check_feed_memory(wanted)
+    feeds: dict[str, np.ndarray] = {}
+    for name, shape, dtype in wanted:
         if np.issubdtype(dtype, np.floating):
-            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype is np.bool_:
-            feeds[inp.name] = rng.integers(0, 2, shape).astype(np.bool_)
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[name] = rng.integers(0, 2, shape).astype(np.bool_)
         else:
-            feeds[inp.name] = rng.integers(0, 4, shape).astype(dtype)
+            feeds[name] = rng.integers(0, 4, shape).astype(dtype)
     return feeds
+
+
+def _check_feed_memory(wanted: Sequence[tuple[str, tuple[int, ...], np.dtype]]) -> None:
+    """Refuse random feeds larger than the free memory, before drawing them: each is drawn as
+    float64 or int64 (8 bytes an element) and then cast."""
+    from onnxrecede.runtime.memory import check_allocation
+
+    total = 0
+    for _, shape, dtype in wanted:
+        total += math.prod(shape) * (8 + dtype.itemsize)
+    shapes = ", ".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape, _ in wanted)
+    check_allocation(
+        total, f"random inputs of shape {shapes}", "give a smaller --shape (or --batch)"
+    )
 
 
 def check_tolerances(atol: float, rtol: float) -> None:

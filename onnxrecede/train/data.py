@@ -5,8 +5,8 @@ Sources (``--data``):
    5000; N // 5 test images), see :mod:`onnxrecede.train.synthetic`; augmented without flips,
    since a flip turns one orientation class into another;
 2. ``cifar10:DIR`` / ``cifar100:DIR``: a local ``cifar-10-batches-py`` / ``cifar-100-python``
-   folder in the python pickle format (never downloaded). The pickles are read by an unpickler
-   that only builds numpy arrays, so a crafted file cannot run code;
+   folder in the python pickle format (never downloaded), read by the opcode parser of
+   :mod:`onnxrecede.data.cifar_pickle` (no numpy object is reconstructed from the file);
 3. ``folder:DIR``: ImageFolder layout, ``DIR/train/CLASS/*`` and optionally ``DIR/test/CLASS/*``
    (or just ``DIR/CLASS/*``, test split held out); images read with Pillow (png, jpg, ...) or
    as ``.npy`` arrays (HxWxC or CxHxW, uint8), resized to 32x32;
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onnxrecede.data.sources import cifar_arrays
+from onnxrecede.data.sources import cifar_split, read_npy_image
 from onnxrecede.errors import InputError
 from onnxrecede.train.synthetic import make_synthetic
 
@@ -76,21 +76,9 @@ class DataBundle:
 def load_cifar(kind: str, root: str | os.PathLike[str]) -> tuple[ImageSet, ImageSet, int]:
     """Train and test sets of a local CIFAR-10 or CIFAR-100 python-format folder."""
     root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"CIFAR folder not found: {root} (onnxrecede never downloads data)")
-    if kind == "cifar10":
-        parts = [cifar_arrays(root / f"data_batch_{i}", "labels") for i in range(1, 6)]
-        xtr = np.concatenate([p[0] for p in parts])
-        ytr = np.concatenate([p[1] for p in parts])
-        xte, yte = cifar_arrays(root / "test_batch", "labels")
-        classes = 10
-    else:
-        xtr, ytr = cifar_arrays(root / "train", "fine_labels")
-        xte, yte = cifar_arrays(root / "test", "fine_labels")
-        classes = 100
-    bad = int(((ytr < 0) | (ytr >= classes)).sum() + ((yte < 0) | (yte >= classes)).sum())
-    if bad:
-        raise InputError(f"{root}: {bad} label(s) outside 0..{classes - 1}")
+    xtr, ytr = cifar_split(kind, root, "train")
+    xte, yte = cifar_split(kind, root, "test")
+    classes = 10 if kind == "cifar10" else 100
     return _as_set(xtr, ytr), _as_set(xte, yte), classes
 
 
@@ -100,15 +88,9 @@ def _as_set(x: np.ndarray, y: np.ndarray) -> ImageSet:
 
 def _read_image(path: Path, size: int) -> np.ndarray:
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        arr = read_npy_image(path)
         if arr.ndim == 2:
             arr = np.repeat(arr[:, :, None], 3, axis=2)
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3):
-            arr = arr.transpose(1, 2, 0)
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-            raise InputError(f"{path}: expected an HxWxC or CxHxW image array, got {arr.shape}")
-        if arr.shape[2] == 1:
-            arr = np.repeat(arr, 3, axis=2)
         t = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32))).permute(2, 0, 1)
         if t.shape[1:] != (size, size):
             t = F.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False)[0]
@@ -123,7 +105,7 @@ def _read_image(path: Path, size: int) -> np.ndarray:
         with Image.open(path) as im:
             rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
-    except OSError as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: {e}") from None
 
 

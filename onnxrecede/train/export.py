@@ -121,12 +121,65 @@ def _export_file(
         try:
             torch.onnx.export(model, (example,), str(path), **kw)
         except Exception as e:
+            interrupt = _interrupt_behind(e)
+            if interrupt is not None:  # the exporter wrapped a SIGINT/SIGTERM: let it through
+                raise interrupt from None
             raise InputError(
                 f"the {exporter} exporter failed: {type(e).__name__}: {e}".splitlines()[0]
             ) from None
         finally:
             onnx_log.setLevel(level)
     log.debug("%s", chatter.getvalue())
+    if opset is not None:
+        written = _default_opset(path)
+        if written != opset:
+            low, high = opset_range(exporter)
+            raise InputError(
+                f"the {exporter} exporter wrote opset {written} when asked for {opset}; "
+                f"it writes opsets {low}..{high}"
+            )
+
+
+def opset_range(exporter: Exporter) -> tuple[int, int]:
+    """The opsets ``exporter`` can write: TorchScript its own range (7 .. torch's maximum); the
+    dynamo exporter writes 18 and converts upward only (onnx's version converter fails on the
+    way down), up to the newest opset the installed onnx knows."""
+    from torch.onnx import _constants
+
+    if exporter == "torchscript":
+        return getattr(_constants, "ONNX_MIN_OPSET", 7), getattr(_constants, "ONNX_MAX_OPSET", 20)
+    return 18, int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(exporter: Exporter, opset: int | None) -> None:
+    """Refuse, before any work, an opset the exporter cannot write (see :func:`opset_range`)."""
+    if opset is None:
+        return
+    low, high = opset_range(exporter)
+    if not low <= opset <= high:
+        other = "torchscript" if exporter == "dynamo" else "dynamo"
+        olow, ohigh = opset_range(other)  # type: ignore[arg-type]
+        raise InputError(
+            f"--opset {opset}: the {exporter} exporter writes opsets {low}..{high} "
+            f"(--exporter {other}: {olow}..{ohigh})"
+        )
+
+
+def _default_opset(path: Path) -> int | None:
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _interrupt_behind(error: BaseException) -> BaseException | None:
+    """A KeyboardInterrupt (SIGINT, or the command line's SIGTERM) that ``error`` wraps."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _untie_identity_initializers(model: onnx.ModelProto) -> int:
@@ -235,14 +288,27 @@ def export_model(
     input_shape: Sequence[int] = (3, 32, 32),
     producer: Mapping[str, Any] | None = None,
 ) -> ExportResult:
-    """Export ``model`` and ``importances`` (BN module path -> vector); see the module docstring."""
+    """Export ``model`` and ``importances`` (BN module path -> vector); see the module docstring.
+
+    The two outputs (and the model's ``.data`` file) must be distinct files
+    (:func:`onnxrecede.io.paths.check_paths`, as on the command line).
+    """
+    from onnxrecede.io.paths import check_paths
+
+    check_paths([], [
+        ("onnx_path", onnx_path), ("the external data of onnx_path", f"{os.fspath(onnx_path)}.data"),
+        ("importances_path", importances_path),
+    ])  # fmt: skip
     if exporter not in ("dynamo", "torchscript"):
         raise InputError(f"unknown exporter '{exporter}'; use dynamo or torchscript")
+    check_opset(exporter, opset)
     onnx_path, importances_path = Path(onnx_path), Path(importances_path)
     m = swap_to_standard(copy.deepcopy(model).cpu().eval())
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     producers = producer_of_bn(m, example)
-    external = sum(p.numel() * p.element_size() for p in m.state_dict().values()) > EXTERNAL_DATA_THRESHOLD
+    external = (
+        sum(p.numel() * p.element_size() for p in m.state_dict().values()) > EXTERNAL_DATA_THRESHOLD
+    )
     with atomic_dir(onnx_path) as tmp:
         raw = tmp / "raw.onnx"
         _export_file(m, example, raw, exporter, opset, external)
@@ -312,7 +378,7 @@ def export_checkpoint(
     from onnxrecede.train.regularizer import prune_scope
 
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt)
+    model = model_from_checkpoint(ckpt, str(checkpoint))
     method = str(ckpt.get("method", "rni"))
     producer = {
         "tool": "onnxrecede train",

@@ -66,6 +66,13 @@ def compose_cuts(arch: dict[str, Any], old: ModuleCut, new: ModuleCut) -> Module
     return out
 
 
+def checkpoint_data(ckpt: dict[str, Any]) -> str:
+    """The ``--data`` source the checkpoint was trained on (a fine-tune's default)."""
+    old = ckpt.get("config", {})
+    source = old.get("data", "synthetic") if isinstance(old, dict) else "synthetic"
+    return str(source)
+
+
 def finetune_config(ckpt: dict[str, Any], **overrides: Any) -> TrainConfig:
     """The fine-tune's TrainConfig: the checkpoint's model, method and data; regulariser off;
     the authors' schedule (160 epochs, batch 64, lr 0.1 /10 at 50 % and 75 %), then overrides."""
@@ -74,7 +81,7 @@ def finetune_config(ckpt: dict[str, Any], **overrides: Any) -> TrainConfig:
     cfg = TrainConfig(
         model=arch["model"],
         method=ckpt.get("method", old.get("method", "rni")),
-        data=old.get("data", "synthetic"),
+        data=checkpoint_data(ckpt),
         width=float(arch["width"]),
         strength=0.0,
         seed=int(old.get("seed", 0)),

@@ -75,7 +75,7 @@ def test_user_errors_are_one_line_without_traceback(
         ([ref, "--batch", "0"], "positive integers"),
         ([ref, "--providers", "tpu"], "unknown execution provider"),
         ([ref, "--runs", "3", "--seconds", "1"], "either --runs or --seconds"),
-        ([ref, "--inputs", bad_npz], "cannot read it as a numpy .npz"),
+        ([ref, "--inputs", bad_npz], "bad.npz: cannot read it as a .npz file of arrays"),
     ]
     for args, message in cases:
         code, _, stderr = _run(*args)

@@ -45,6 +45,10 @@ def work(tmp_path: Path) -> Path:
     os.link(tmp_path / "m.onnx", tmp_path / "hard.onnx")
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "folder").mkdir()
+    flat = {k: [1.0] * len(v) for k, v in scores.items()}  # one distinct value
+    (tmp_path / "flat.json").write_text(json.dumps({"importances": flat}))
+    os.symlink("gone/out.onnx", tmp_path / "dangling.onnx")
+    os.symlink(tmp_path / "gone" / "deeper" / "out.onnx", tmp_path / "dangling_abs.onnx")
     return tmp_path
 
 
@@ -98,6 +102,28 @@ CASES = [
     Case("finetune-out-holds-the-cut", ("finetune", "m.onnx", "--cut", "folder/log.json",
                                         "--out", "folder"), 2, "is the --cut folder/log.json"),
     Case("train-lr-nan", ("train", "--lr", "nan", "--out", "folder"), 2, "not a finite"),
+    # an output that does not exist yet: refused, and nothing created through a link or on failure
+    Case("out-dangling-symlink", (*P, "-o", "dangling.onnx"), 2,
+         "-o dangling.onnx is a symbolic link to gone/out.onnx, which does not exist"),
+    Case("out-dangling-symlink-absolute", (*P, "-o", "dangling_abs.onnx"), 2,
+         "never writes through a dangling link"),
+    Case("report-dangling-symlink", (*P, "-o", "out.onnx", "--report", "dangling.onnx"), 2,
+         "--report dangling.onnx is a symbolic link"),
+    Case("importances-out-dangling-symlink", ("importances", "m.onnx", "-o", "dangling.onnx",
+                                              "-c", "l1"), 2, "is a symbolic link"),
+    Case("new-folders-bad-shape", (*P, "-o", "new1/new2/out.onnx", "--shape",
+                                   "input:2x3x32x32"), 2, "conflicts with the model input"),
+    Case("new-folders-bad-importances", ("prune", "m.onnx", "-i", "dup.json", "-o",
+                                         "new1/new2/out.onnx", "--report", "new3/r.json"), 2,
+         "more than once"),
+    Case("new-folders-zero-shape", (*P, "-o", "new1/out.onnx", "--shape", "input:0x3x32x32"), 2,
+         "bad shape [0, 3, 32, 32] for input 'input'"),
+    Case("importances-new-folder-bad-seed", ("importances", "m.onnx", "-o", "new1/imp.json",
+                                             "-c", "random", "--seed", "-1"), 2,
+         "the seed (--seed) must be at least 0, got -1"),
+    Case("ratio-auto-one-distinct-value", ("prune", "m.onnx", "-i", "flat.json", "-o", "out.onnx",
+                                           "--ratio", "auto"), 2,
+         "needs at least 8 distinct prunable importances, got 1 distinct value among 240"),
     # checks that a value could switch off
     Case("atol-nan", (*P, "-o", "out.onnx", "--atol", "nan"), 2, "'--atol': nan is not a finite"),
     Case("rtol-nan", (*P, "-o", "out.onnx", "--rtol", "nan"), 2, "'--rtol': nan is not a finite"),

@@ -1,4 +1,4 @@
-"""A real trained model: a small CNN trained on scikit-learn's bundled digits (offline, ~30 s).
+"""A real trained model: a small CNN trained on scikit-learn's bundled digits (committed weights).
 
 Shows why importances are normalised per node before a global cut: with ``rank`` (the default)
 a 5% global L1 cut keeps the accuracy close to the original and takes about 5% of every layer;
@@ -17,54 +17,17 @@ import onnxrecede
 from onnxrecede.importance.criteria import compute_importances
 from onnxrecede.io.model_files import load_model
 
-torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
-WIDTHS = (32, 64, 128)
-
-
-def _cnn() -> torch.nn.Module:
-    from torch import nn
-
-    def block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
-
-    a, b, c = WIDTHS
-    return nn.Sequential(
-        *block(3, a), nn.MaxPool2d(2), *block(a, b), nn.MaxPool2d(2), *block(b, c, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10),
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CNN trained 8 epochs on the digits training split (one thread: deterministic)."""
-    from onnxrecede.data.digits import load_digits_split
-    from tests.models.export import export_model
+def digits_model() -> Path:
+    """The policy CNN (widths 32/64/128), trained once and committed: fixed weights, so the
+    accuracies below are the same on every CPU (``tests/fixtures/digits_models.py`` regenerates
+    it)."""
+    from tests.fixtures.digits_models import POLICY_CNN
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        net = _cnn()
-        x, y = (torch.from_numpy(a) for a in load_digits_split("train"))
-        epochs, batch = 8, 64
-        opt = torch.optim.SGD(net.parameters(), 0.05, momentum=0.9, nesterov=True)
-        steps = epochs * -(-len(x) // batch)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=steps)
-        gen = torch.Generator().manual_seed(0)
-        net.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), batch):
-                idx = perm[i : i + batch]
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-                opt.step()
-                sched.step()
-    finally:
-        torch.set_num_threads(threads)
-    path = tmp_path_factory.mktemp("digits") / "cnn.onnx"
-    return export_model(net.eval(), (1, 3, 32, 32), path, "torchscript")  # BN folded
+    return POLICY_CNN
 
 
 def _accuracy(model) -> float:

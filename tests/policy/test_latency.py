@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from onnxrecede_cli.main import main
 
 import onnxrecede
+from onnxrecede.api import prune_file
 from onnxrecede.latency.predict import predicted_fraction
 from onnxrecede.policy.targets import UnreachableTargetError
 from tests.latency.stub import STEP, predicted, stub_table
@@ -211,3 +212,24 @@ def test_without_branch_options_the_branch_stays(zoo_path, monkeypatch):
     )  # fmt: skip
     assert report.blocks_removed == []
     assert all(int(v) > 0 for v in report.policy["latency"]["kept_counts"].values())
+
+
+def test_api_options_checked_before_any_loading(tmp_path):
+    """PlanRequest reads and checks the table with the other options: the model is never read."""
+    table = stub_table(SAMPLE)
+    missing = str(tmp_path / "absent.onnx")
+    with pytest.raises(onnxrecede.InputError, match="give only one of --ratio, --target-latency"):
+        onnxrecede.prune(missing, IMP, ratio=0.3, latency_table=table, target_latency=0.5)
+    with pytest.raises(onnxrecede.InputError, match="--target-latency: 'half' is not a number"):
+        onnxrecede.prune(missing, IMP, latency_table=table, target_latency="half")
+    with pytest.raises(onnxrecede.InputError, match="--latency-table needs --target-latency"):
+        onnxrecede.prune(missing, IMP, latency_table=table)
+
+
+def test_prune_file_refuses_to_overwrite_the_table(tmp_path):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(stub_table(SAMPLE)))
+    before = path.read_bytes()
+    with pytest.raises(onnxrecede.InputError, match="latency table"):
+        prune_file(SAMPLE, IMP, path, latency_table=path, target_latency=0.5)
+    assert path.read_bytes() == before

@@ -21,7 +21,17 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Dims, Rule, ShapeOf, const_dims, register
+from onnxrecede.engine.registry import (
+    Axes,
+    Dims,
+    Rule,
+    ShapeOf,
+    ViewOf,
+    const_dims,
+    labels_of,
+    output_axes,
+    register,
+)
 from onnxrecede.engine.spaces import PRODUCER
 
 
@@ -44,6 +54,26 @@ class ConvRule(Rule):
     behaviour = "produce channels; consume input channels; depthwise (group = C, any multiplier) couples input to output and rewrites `group`; grouped convs are pruned evenly per group"
     weight_input = 1
     reports_channels = True
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """MACs and weight: kept outputs x kept inputs (outputs only when depthwise, whose
+        ``group`` follows the channels); the bias: kept outputs."""
+        out = output_axes(node, view_of)
+        if index == 2 or (index is None or index == 1) and _is_depthwise(node):
+            return out
+        return out + labels_of(view_of(node.inputs[0])) if index in (None, 1) else ()
+
+    def weight_rows(self, node: ir.Node, weight: np.ndarray) -> np.ndarray | None:
+        if weight.ndim < 2:
+            return None
+        if node.op_type == "Conv":  # [Cout, Cin/group, k...]
+            return weight.reshape(weight.shape[0], -1)
+        group = node.attributes.get_int("group", 1)  # ConvTranspose: [Cin, Cout/group, k...]
+        cin, cout_g = weight.shape[0], weight.shape[1]
+        if cin % group:
+            return None
+        grouped = weight.reshape(group, cin // group, cout_g, -1).transpose(0, 2, 1, 3)
+        return grouped.reshape(group * cout_g, -1)
 
     def output_channels(self, node: ir.Node) -> int | None:
         w = const_dims(node, 1)
@@ -160,3 +190,12 @@ def _first_group(
     assert view is not None
     per_group = len(view) // group
     return keep[keep < per_group]
+
+
+def _is_depthwise(node: ir.Node) -> bool:
+    group = node.attributes.get_int("group", 1)
+    w = const_dims(node, 1)
+    if group <= 1 or w is None:
+        return False
+    cin = w[0] if node.op_type == "ConvTranspose" else w[1] * group
+    return group == cin

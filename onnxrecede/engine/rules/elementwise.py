@@ -12,10 +12,14 @@ Cases:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Rule, register
+from onnxrecede.engine.constants import ConstantEvaluator, known_dims
+from onnxrecede.engine.context import AnalysisContext, EditOp, RewriteContext
+from onnxrecede.engine.registry import Axes, Rule, ViewOf, output_axes, register
 
 UNARY_OPS = (
     "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
@@ -32,9 +36,40 @@ BROADCAST_OPS = (
 )  # fmt: skip
 
 
+def _float(node: ir.Node, name: str, default: float) -> float:
+    attr = node.attributes.get(name)
+    return default if attr is None else float(attr.as_float())
+
+
+#: unary ops whose output of a constant channel is known, and how (bias compensation)
+_CONSTANT_MAPS: dict[str, Callable[[np.ndarray, ir.Node], np.ndarray]] = {
+    "Relu": lambda v, n: np.maximum(v, 0.0),
+    "LeakyRelu": lambda v, n: np.where(v >= 0, v, v * _float(n, "alpha", 0.01)),
+    "Sigmoid": lambda v, n: 1.0 / (1.0 + np.exp(-v)),
+    "Tanh": lambda v, n: np.tanh(v),
+    "HardSigmoid": lambda v, n: np.clip(_float(n, "alpha", 0.2) * v + _float(n, "beta", 0.5), 0, 1),
+    "Identity": lambda v, n: v,
+    "Dropout": lambda v, n: v,
+}
+
+
 @register(*UNARY_OPS)
 class UnaryRule(Rule):
     behaviour = "pass through"
+
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
+    def param_source(
+        self, node: ir.Node, ops: tuple[EditOp, ...], rank: int
+    ) -> tuple[EditOp, ...] | None:
+        return None if node.op_type == "Dropout" else ops  # elementwise: the same positions
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        found = _CONSTANT_MAPS.get(node.op_type)
+        return None if found is None else found(values, node)
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])
@@ -59,6 +94,25 @@ def _aligned_axis(out_axis: int, out_rank: int, in_rank: int) -> int:
 @register(*BROADCAST_OPS)
 class BroadcastRule(Rule):
     behaviour = "couple activations (residuals, SE gates); slice per-channel broadcast constants"
+
+    def keeps_shape(self, op_type: str) -> bool:
+        return op_type == "PRelu"  # the slope broadcasts to the data, never the reverse
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """PRelu slopes and per-channel Mul/Add constants: kept channels of the data, where
+        the constant spans the channel axis (a dim of 1 broadcasts and stays)."""
+        if index is None:
+            return output_axes(node, view_of)
+        if node.op_type not in ("PRelu", "Mul", "Add"):
+            return ()
+        value = node.inputs[index]
+        data = [i for i in node.inputs if i is not None and i is not value]
+        view = view_of(data[0]) if data else None
+        pd, xd = known_dims(value), known_dims(data[0]) if data else None
+        if view is None or pd is None or xd is None:
+            return ()
+        axis = view.axis - (len(xd) - len(pd))
+        return (view.labels,) if 0 <= axis < len(pd) and pd[axis] == len(view) > 1 else ()
 
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         # PRelu slopes; per-channel scales and shifts (and a MatMul's bias) of Mul and Add

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from onnxrecede.engine.context import AnalysisContext, RewriteContext
+from onnxrecede.engine.context import AnalysisContext, EditOp, RewriteContext
 from onnxrecede.engine.registry import Rule, register
 from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, tracked_input
 
@@ -20,6 +20,12 @@ from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axi
 @register("Transpose")
 class TransposeRule(Rule):
     behaviour = "pass through; the channel axis moves with the permutation"
+
+    def param_source(
+        self, node: ir.Node, ops: tuple[EditOp, ...], rank: int
+    ) -> tuple[EditOp, ...] | None:
+        perm = list(node.attributes.get_ints("perm", list(range(rank))[::-1]) or [])
+        return tuple((perm[axis], op, idx) for axis, op, idx in ops)
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         got = tracked_input(ctx, node)

@@ -16,10 +16,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import known_dims
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Dims, Rule, ShapeOf, const_dims, register
+from onnxrecede.engine.registry import (
+    Axes,
+    Dims,
+    Rule,
+    ShapeOf,
+    ViewOf,
+    const_dims,
+    labels_of,
+    output_axes,
+    register,
+)
 
 
 @register("Gemm")
@@ -27,6 +39,22 @@ class GemmRule(Rule):
     behaviour = "consume and produce channels (constant B)"
     weight_input = 1
     reports_channels = True
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """MACs and B: kept outputs x kept inputs (when the input's channel axis is the
+        contracted one); C: kept outputs."""
+        out = output_axes(node, view_of)
+        if index == 2:
+            return out
+        x = view_of(node.inputs[0])
+        k_axis = 0 if node.attributes.get_int("transA", 0) else 1
+        contracted = labels_of(x) if x is not None and x.axis == k_axis else ()
+        return out + contracted if index in (None, 1) else ()
+
+    def weight_rows(self, node: ir.Node, weight: np.ndarray) -> np.ndarray | None:
+        if weight.ndim != 2:
+            return None
+        return weight if node.attributes.get_int("transB", 0) else weight.T
 
     def output_channels(self, node: ir.Node) -> int | None:
         w = const_dims(node, 1)
@@ -110,6 +138,20 @@ class MatMulRule(Rule):
     behaviour = "with a constant 2-D weight: consume and produce channels on the last axis, pass batch/row axes through; between activations, barrier"
     weight_input = 1
     reports_channels = True
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """MACs and the weight: kept outputs x kept inputs (when A's channel axis is its last,
+        the contracted one)."""
+        out = output_axes(node, view_of)
+        if index not in (None, 1):
+            return ()
+        x, rank = view_of(node.inputs[0]), len(known_dims(node.inputs[0]) or ())
+        return out + (labels_of(x) if x is not None and rank and x.axis == rank - 1 else ())
+
+    def weight_rows(self, node: ir.Node, weight: np.ndarray) -> np.ndarray | None:
+        if weight.ndim < 2:
+            return None
+        return np.moveaxis(weight, -1, 0).reshape(weight.shape[-1], -1)
 
     def output_channels(self, node: ir.Node) -> int | None:
         w = const_dims(node, 1)

@@ -14,10 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
-from onnxrecede.engine.registry import Dims, Rule, const_dims, register
+from onnxrecede.engine.registry import (
+    Axes,
+    Dims,
+    Rule,
+    ViewOf,
+    const_dims,
+    labels_of,
+    output_axes,
+    register,
+)
 from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
 
 
@@ -25,6 +36,27 @@ from onnxrecede.engine.rules._util import normalize_axis, opset, tracked_input
 class PerChannelNormRule(Rule):
     behaviour = "per channel: pass through, slice parameters"
     weight_input = 1
+
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
+    def cost_axes(self, node: ir.Node, index: int | None, view_of: ViewOf) -> Axes:
+        """Scale, shift and statistics: kept channels of the data input."""
+        if index is None:
+            return output_axes(node, view_of)
+        return labels_of(view_of(node.inputs[0]))
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        """BatchNormalization of a constant: (v - mean) / sqrt(var + eps) * scale + bias."""
+        params = [const.value(v) for v in node.inputs[1:5]]
+        if node.op_type != "BatchNormalization" or any(p is None for p in params):
+            return None
+        scale, bias, mean, var = (np.asarray(p, dtype=np.float64) for p in params)  # type: ignore[arg-type]
+        attr = node.attributes.get("epsilon")
+        eps = 1e-5 if attr is None else float(attr.as_float())
+        return (values - mean) / np.sqrt(var + eps) * scale + bias
 
     def output_channels(self, node: ir.Node) -> int | None:
         w = const_dims(node, 1)
@@ -72,6 +104,9 @@ class PerChannelNormRule(Rule):
 class LayerNormRule(Rule):
     behaviour = "pass through when normalising axes after the channel axis; across it, barrier"
 
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         return (1, 2)
 
@@ -91,6 +126,9 @@ class LayerNormRule(Rule):
 class ChannelMixingNormRule(Rule):
     behaviour = "barrier (mix channels)"
 
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
+
     def param_inputs(self, op_type: str) -> tuple[int, ...]:
         return (1, 2) if op_type == "GroupNormalization" else ()
 
@@ -103,6 +141,9 @@ class ChannelMixingNormRule(Rule):
 @register("LpNormalization", "Softmax", "LogSoftmax", "Hardmax")
 class AxisNormRule(Rule):
     behaviour = "pass through along another axis; along the channel axis, barrier"
+
+    def keeps_shape(self, op_type: str) -> bool:
+        return True
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         got = tracked_input(ctx, node)

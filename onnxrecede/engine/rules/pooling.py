@@ -10,8 +10,10 @@ Cases:
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.context import AnalysisContext
 from onnxrecede.engine.registry import Rule, register
 from onnxrecede.engine.rules._util import ints_from_attr_or_input, normalize_axis, tracked_input
@@ -29,6 +31,12 @@ REDUCE_OPS = (
 @register(*POOL_OPS)
 class PoolRule(Rule):
     behaviour = "pass through (a used MaxPool Indices output is a barrier)"
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        """A constant map pools to the same constant (AveragePool's padding may not)."""
+        return values if node.op_type in ("MaxPool", "GlobalAveragePool", "GlobalMaxPool") else None
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         xv = ctx.view(node.inputs[0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from onnxrecede.engine.constants import ConstantEvaluator
 from onnxrecede.engine.context import AnalysisContext, RewriteContext
 from onnxrecede.engine.registry import Rule, register
 from onnxrecede.engine.rules._util import normalize_axis
@@ -79,6 +80,11 @@ def _reshape_target(
 @register("Flatten", "Reshape")
 class ReshapeRule(Rule):
     behaviour = "keep the channel axis or merge it with trailing axes (consumer loses blocks of H*W columns); splitting it (channel shuffle) is a barrier"
+
+    def constant_through(
+        self, node: ir.Node, values: np.ndarray, const: ConstantEvaluator
+    ) -> np.ndarray | None:
+        return values  # the channels keep their values, whatever the layout
 
     def analyze(self, ctx: AnalysisContext, node: ir.Node) -> str | None:
         x, out = node.inputs[0], node.outputs[0]
