@@ -16,6 +16,7 @@ from onnxrecede_cli.common import (
     quiet_option,
     setup_logging,
     shape_option,
+    threads_option,
     tolerance_options,
 )
 
@@ -53,12 +54,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     help="Comma-separated batch sizes bound to a dynamic first input dim.",
 )
 @shape_option
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="ORT intra-op threads (default: ORT's choice, one per physical core).",
-)
+@threads_option
 @click.option(
     "--warmup", type=int, default=5, show_default=True, help="Untimed runs per model before timing."
 )
@@ -88,6 +84,20 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
     help="TensorRT engine cache folder (default ~/.cache/onnxrecede/tensorrt).",
 )
 @click.option("--spin", is_flag=True, help="Let ORT worker threads spin between runs.")
+@click.option(
+    "--cuda-graph",
+    is_flag=True,
+    help="Replay ORT CUDA graphs over fixed IO-bound buffers (launch-bound batch-1 numbers); "
+    "implies --providers cuda; exit 3 where the CUDA EP cannot run.",
+)
+@click.option(
+    "--cudnn-conv-algo-search",
+    type=click.Choice(["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]),
+    default="EXHAUSTIVE",
+    show_default=True,
+    help="cuDNN convolution algorithm search of the CUDA EP (ORT 1.20+ maps DEFAULT to a slow "
+    "fallback).",
+)
 @click.option(
     "--seed",
     type=int,
@@ -126,6 +136,8 @@ def bench(
     include_copies: bool,
     trt_cache: str | None,
     spin: bool,
+    cuda_graph: bool,
+    cudnn_conv_algo_search: str,
     seed: int,
     atol: float,
     rtol: float,
@@ -159,6 +171,8 @@ def bench(
     reads = [r for m in models for r in model_reads(m)]
     guard_paths([*reads, ("--inputs", inputs)], [("--json", json_out)])
     extra: dict[str, Any] = {"trt_cache_dir": Path(trt_cache)} if trt_cache else {}
+    if cuda_graph and providers == "cpu":
+        providers = "cuda"  # the default: --cuda-graph means CUDA
     options = BenchOptions(
         providers=tuple(p for p in providers.split(",") if p.strip()),
         batches=_int_list(batch, "--batch"),
@@ -170,6 +184,8 @@ def bench(
         inputs=Path(inputs) if inputs else None,
         include_copies=include_copies,
         spin=spin,
+        cuda_graph=cuda_graph,
+        cudnn_conv_algo_search=cudnn_conv_algo_search,
         seed=seed,
         atol=atol,
         rtol=rtol,

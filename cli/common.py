@@ -222,6 +222,15 @@ shape_option = click.option(
 )
 
 
+#: ``--threads N``: ONNX Runtime intra-op threads
+threads_option = click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="ORT intra-op threads (default: ORT's choice, one per physical core).",
+)
+
+
 def json_flag(what: str) -> Callable[[F], F]:
     """``--json``: print ``what`` as JSON on stdout instead of the table."""
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON on stdout.")

@@ -10,6 +10,7 @@ import click
 from onnxrecede_cli.bench_cmd import bench
 from onnxrecede_cli.eval_cmd import eval_cmd
 from onnxrecede_cli.importances_cmd import importances
+from onnxrecede_cli.latency_cmd import latency
 from onnxrecede_cli.prune_cmd import inspect_cmd, prune
 from onnxrecede_cli.train_cmd import export, finetune, train
 
@@ -58,6 +59,7 @@ main.add_command(finetune)
 main.add_command(bench)
 main.add_command(eval_cmd)
 main.add_command(importances)
+main.add_command(latency)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

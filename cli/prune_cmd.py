@@ -85,6 +85,13 @@ def _aggregate_option(help: str) -> Any:
 @click.option("--target-speedup", type=POSITIVE, default=None, metavar="X",
               help="Smallest cut measured X times faster on CPU (ONNX Runtime); exit 5 if "
                    "unreachable.")
+@click.option("--target-latency", type=POSITIVE, default=None, metavar="F",
+              help="Keep at most this fraction of the latency predicted by --latency-table "
+                   "(0 < F < 1); the cut is measured once afterwards.")
+@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
+              metavar="TABLE.json",
+              help="Latency table from `onnxrecede latency`, for --target-latency, or for "
+                   "--target-speedup instead of trial runs.")
 @click.option("--search-rounds", type=int, default=5, show_default=True,
               help="--target-speedup: benchmark rounds of the bisection.")
 @click.option("--search-seconds", type=POSITIVE, default=3.0, show_default=True,
@@ -148,6 +155,8 @@ def prune(
     target_macs: float | None,
     target_params: float | None,
     target_speedup: float | None,
+    target_latency: float | None,
+    latency_table: str | None,
     search_rounds: int,
     search_seconds: float,
     round_to: int,
@@ -188,7 +197,10 @@ def prune(
     reads, writes = prune_file_paths(
         model, importances, output, quality.repair.calibration, CLI_LABELS
     )
-    guard_paths([*reads, *quality.reads], [*writes, ("--report", report_path)])
+    guard_paths(
+        [*reads, ("--latency-table", latency_table), *quality.reads],
+        [*writes, ("--report", report_path)],
+    )
     with Outputs() as outputs, progress_callback(not quiet) as progress:
         outputs.staged(f"{output}.data")  # moved into place when prune_file writes it
         staged, report = outputs.write(
@@ -212,6 +224,8 @@ def prune(
                 allocate=allocate,
                 target_accuracy_drop=target_accuracy_drop,
                 accuracy_search={"steps": search_steps},
+                latency_table=latency_table,
+                target_latency=target_latency,
                 verify=verify,
                 input_shapes=input_shapes,
                 atol=atol,

@@ -18,6 +18,7 @@ from onnxrecede.engine import registry
 from onnxrecede.engine.analysis import Analysis, ChannelGroup, analyze
 from onnxrecede.engine.attention import attention_blocks
 from onnxrecede.engine.attention import removed_units as attention_units
+from onnxrecede.engine.branches import Branch, branch_constants, find_branches, remove_branches
 from onnxrecede.engine.cost import count_cost
 from onnxrecede.engine.plan import Plan, Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers, rewrite
@@ -30,6 +31,7 @@ from onnxrecede.io.model_files import ModelSource, load_model, write_model_files
 from onnxrecede.io.outputs import Outputs
 from onnxrecede.io.paths import check_paths, data_reads, prune_file_paths
 from onnxrecede.policy.choose import PlanRequest, choose_plan, choose_scores
+from onnxrecede.policy.latency_target import MEASURE_SECONDS, measure_cut
 from onnxrecede.progress import Progress
 from onnxrecede.repair.steps import CutRepair, RepairOptions
 from onnxrecede.report.reports import GroupSummary, InspectReport, PruneReport, why_nothing_removed
@@ -95,11 +97,25 @@ def _summary(g: ChannelGroup, plan: Plan | None) -> GroupSummary:
     )
 
 
+def _remove_branches(
+    analysis: Analysis,
+    cut: list[Branch],
+    masked: ir.Model | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+) -> list[dict[str, Any]]:
+    """Residual branches whose inner group lost every channel go (engine.branches, case 3)."""
+    if not cut:
+        return []
+    assert masked is not None
+    constants = branch_constants(masked, cut, input_shapes)
+    return remove_branches(analysis, cut, constants)
+
+
 def _removed_channels(analysis: Analysis, keep_element: np.ndarray) -> dict[str, list[int]]:
     removed: dict[str, list[int]] = {}
     for node, view in analysis.channel_outputs.items():
-        if node.op_type not in REPORTED_PRODUCERS:
-            continue
+        if node.op_type not in REPORTED_PRODUCERS or node.graph is None:
+            continue  # not a producer, or gone with its residual branch
         gone = np.flatnonzero(~keep_element[view.labels])
         if len(gone):
             removed[node.name or f"{node.op_type}@{id(node)}"] = [int(i) for i in gone]
@@ -131,6 +147,7 @@ def inspect(
         params=cost.params,
         macs=cost.macs,
         attention=attention_blocks(analysis),
+        removable_branches=[b.to_dict() for b in find_branches(analysis)],
     )
 
 
@@ -149,6 +166,8 @@ def prune(
     target_params: float | None = None,
     target_speedup: float | None = None,
     speedup_search: Mapping[str, Any] | None = None,
+    latency_table: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    target_latency: float | None = None,
     verify: bool = True,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     atol: float = 1e-5,
@@ -184,6 +203,11 @@ def prune(
       the same repair, stays within this many points (``accuracy_search``: ``steps``,
       ``floor``; :mod:`onnxrecede.policy.accuracy_search`); :class:`AccuracyDropError` (exit 6)
       when no cut tried does.
+    - ``target_speedup`` with
+      ``latency_table``, the table's prediction instead of trial runs (``1 / target_speedup``);
+    - ``target_latency`` F with ``latency_table`` (``onnxrecede latency``): keep at most F of
+      the original latency, each group's kept count chosen by a knapsack over the measured
+      steps (:mod:`onnxrecede.policy.latency`); the cut is measured once afterwards.
 
     ``round_to`` N makes every pruned group keep a multiple of N channels. ``head_units``:
     attention blocks lose whole ``heads`` (default) or the same ``dims`` of every head. The input is never
@@ -197,7 +221,8 @@ def prune(
     """
     request = PlanRequest(ratio, threshold, scope, aggregate, min_channels, round_to,
                           target_macs, target_params, target_speedup, speedup_search,
-                          target_accuracy_drop, accuracy_search, evaluation, allocate)  # fmt: skip
+                          target_accuracy_drop, accuracy_search, evaluation, allocate,
+                          latency_table, target_latency)  # fmt: skip
     check_tolerances(atol, rtol)
     request.base_policy()  # every check before any loading
     request.check_sources(importances is not None, repair)
@@ -216,20 +241,30 @@ def prune(
     scores, repair = choose_scores(analysis, imp, request, repair, progress)
     unused = _unused_keys(analysis, scores)
     stage("plan")
+    repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
+    # residual branches that may go whole (not with repair: it fits the layers they hold)
+    branches = find_branches(analysis) if repairer is None else []
     # choose the plan
-    choice = choose_plan(analysis, scores, request, before, input_shapes, progress, repair)
+    choice = choose_plan(
+        analysis, scores, request, before, input_shapes, progress, repair,
+        whole_groups=frozenset(g for b in branches for g in b.groups),
+    )  # fmt: skip
     keep = choice.plan.keep_element
-    removed, groups = _removed_channels(analysis, keep), _summaries(analysis, choice.plan)
+    cut = [b for b in branches if choice.plan.removed_groups & set(b.groups)]
+    groups = _summaries(analysis, choice.plan)
     units = attention_units(analysis, keep)
     # repair before (compensation / reconstruction, onnxrecede.repair)
-    repairer = CutRepair(repair, progress) if repair is not None and repair.active else None
-    masked = mask_consumers(analysis, keep, lazy=True) if verify else None
+    masked = mask_consumers(analysis, keep, lazy=True) if verify or cut else None
     if masked is not None:
         streamio.read_unmapped(masked)  # or it pins every input page the rewrite reads
     if repairer is not None:
         masked = repairer.before_rewrite(analysis, keep, masked)
+    latency = request.latency
+    reference = m.clone() if latency is not None else None  # measured against the cut below
     stage("rewrite")
-    # rewrite
+    # rewrite: whole residual branches first, then the channels
+    blocks = _remove_branches(analysis, cut, masked, input_shapes)
+    removed = _removed_channels(analysis, keep)
     rewrite(analysis, keep, progress)
     # repair after
     if repairer is not None:
@@ -243,9 +278,14 @@ def prune(
         verification = _verify(
             lambda: check(m, masked, input_shapes, atol, rtol, samples), repairer, progress
         )
+    section = choice.section
+    if reference is not None and latency is not None:  # the cut measured once
+        seconds = float((speedup_search or {}).get("seconds", MEASURE_SECONDS))
+        section = section.measured_latency(measure_cut(reference, m, latency.table, seconds))
+        del reference
     # report
     report = PruneReport(
-        policy=choice.section,
+        policy=section,
         removed_channels=removed,
         groups=groups,
         channels_prunable=sum(g.size for g in groups if g.status in ("pruned", "kept")),
@@ -261,6 +301,7 @@ def prune(
         repair=repairer.report() if repairer is not None else None,
         removed_heads=units.get("heads", {}),
         removed_head_dims=units.get("dims", {}),
+        blocks_removed=blocks,
     )
     if report.nothing_removed:
         logger.warning("warning: nothing was removed: %s", report.nothing_removed)
@@ -333,6 +374,8 @@ def prune_file(
     reads, writes = prune_file_paths(model, importances, output, getattr(repair, "calibration", None))
     if evaluation is not None:
         reads.extend(data_reads(evaluation.data, "the evaluation data"))
+    if isinstance(options.get("latency_table"), (str, os.PathLike)):
+        reads.append(("the latency table", options["latency_table"]))
     check_paths(reads, writes)
     bench_options = _bench_options(bench, fail_below, input_shapes)
     if evaluation is not None:

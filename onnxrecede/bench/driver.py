@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,7 @@ import onnx
 
 from onnxrecede.bench import inputs as feeds_mod
 from onnxrecede.bench.agreement import compare_models_outputs
+from onnxrecede.bench.cuda_graph import CUDA_GRAPH_OPTION, CudaGraphRunner, host_outputs
 from onnxrecede.bench.options import BenchOptions
 from onnxrecede.bench.result import (
     BenchResult,
@@ -71,6 +74,8 @@ def benchmark(
         try:
             sessions, create_s = _open_sessions(model_paths, provider, options)
         except ProviderUnavailableError as e:
+            if options.cuda_graph:
+                raise  # nothing else was asked for: one error line naming CUDA, exit 3
             logger.warning("%s", e)
             unavailable.append(Unavailable(_SHORT.get(provider, provider), e.reason))
             continue
@@ -138,7 +143,10 @@ def _provider_options(provider: str, options: BenchOptions) -> dict[str, str]:
             "trt_timing_cache_path": str(cache),
         }
     if provider == "CUDAExecutionProvider":
-        return {"device_id": "0"}
+        cuda = {"device_id": "0", "cudnn_conv_algo_search": options.cudnn_conv_algo_search}
+        if options.cuda_graph:
+            cuda[CUDA_GRAPH_OPTION] = "1"
+        return cuda
     return {}
 
 
@@ -172,8 +180,14 @@ def _per_sample_shapes(
 
 
 def _runner(
-    session: Any, feeds: Mapping[str, np.ndarray], provider: str, options: BenchOptions
+    path: str,
+    session: Any,
+    feeds: Mapping[str, np.ndarray],
+    provider: str,
+    options: BenchOptions,
 ) -> Runner:
+    if options.cuda_graph:
+        return CudaGraphRunner(session, feeds, host_outputs(path, feeds))
     if provider == "CPUExecutionProvider" or options.include_copies:
         return HostRunner(session, feeds)
     return DeviceRunner(session, feeds, "cuda", 0)
@@ -190,7 +204,9 @@ def _measure(
     progress: Progress | None,
 ) -> Configuration:
     short = _SHORT[provider]
-    runners = [_runner(s, feeds, provider, options) for s in sessions]
+    runners = [
+        _runner(p, s, feeds, provider, options) for p, s in zip(paths, sessions, strict=True)
+    ]
     outputs = [_first_outputs(path, runner) for path, runner in zip(paths, runners, strict=True)]
     samples = measure_interleaved(
         runners,
@@ -226,6 +242,7 @@ def _measure(
         provider=short,
         batch=batch,
         input_shapes={n: tuple(int(d) for d in a.shape) for n, a in feeds.items()},
+        input_dtypes={n: str(a.dtype) for n, a in feeds.items()},
         copies_timed=provider == "CPUExecutionProvider" or options.include_copies,
         session_create_s=create_s,
         latency=tuple(LatencyStats.from_samples(s, batch) for s in samples),
@@ -300,7 +317,35 @@ def environment(options: BenchOptions) -> dict[str, Any]:
         ),
         "spinning": options.spin,
         "available_providers": list(ort.get_available_providers()),
+        **_gpu_environment(options),
     }
+
+
+def _gpu_environment(options: BenchOptions) -> dict[str, Any]:
+    """The GPU and the CUDA settings, when a GPU provider was asked for."""
+    if all(p == "CPUExecutionProvider" for p in options.providers):
+        return {}
+    return {
+        "gpu": gpu_name(),
+        "cudnn_conv_algo_search": options.cudnn_conv_algo_search,
+        "cuda_graph": options.cuda_graph,
+    }
+
+
+def gpu_name() -> str:
+    """GPU 0's name as nvidia-smi reports it."""
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "GPU 0 (name unknown: nvidia-smi missing)"
 
 
 def cpu_name() -> str:
@@ -325,6 +370,8 @@ def _options_dict(options: BenchOptions) -> dict[str, Any]:
         "seconds": options.time_budget,
         "inputs": os.fspath(options.inputs) if options.inputs else None,
         "include_copies": options.include_copies,
+        "cuda_graph": options.cuda_graph,
+        "cudnn_conv_algo_search": options.cudnn_conv_algo_search,
         "seed": options.seed,
         "atol": options.atol,
         "rtol": options.rtol,

@@ -11,6 +11,8 @@ from onnxrecede.errors import InputError
 from onnxrecede.runtime.session import check_tolerances, provider_full_name
 
 DEFAULT_SECONDS = 5.0
+#: cuDNN convolution algorithm searches (ORT 1.20+ maps DEFAULT to a slow fallback)
+CUDNN_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 #: Fewest timed runs per model, even when ``seconds`` runs out first.
 MIN_RUNS = 5
 
@@ -40,6 +42,8 @@ class BenchOptions:
     include_copies: bool = False
     trt_cache_dir: Path = dataclasses.field(default_factory=default_trt_cache_dir)
     spin: bool = False
+    cuda_graph: bool = False
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"
     seed: int = 0
     atol: float = 1e-5
     rtol: float = 1e-5
@@ -67,6 +71,20 @@ class BenchOptions:
         # Canonical, de-duplicated provider names; unknown names fail here, before any work.
         full = tuple(dict.fromkeys(provider_full_name(p) for p in self.providers))
         object.__setattr__(self, "providers", full)
+        self._check_cuda()
+
+    def _check_cuda(self) -> None:
+        if self.cudnn_conv_algo_search not in CUDNN_SEARCHES:
+            raise InputError(
+                f"--cudnn-conv-algo-search must be one of {', '.join(CUDNN_SEARCHES)}, got "
+                f"'{self.cudnn_conv_algo_search}'"
+            )
+        if not self.cuda_graph:
+            return
+        if self.providers != ("CUDAExecutionProvider",):
+            raise InputError("--cuda-graph runs on the CUDA EP only: give --providers cuda")
+        if self.include_copies:
+            raise InputError("--cuda-graph binds fixed device buffers: drop --include-copies")
 
     @property
     def time_budget(self) -> float | None:

@@ -15,6 +15,7 @@ def format_comparison(result: BenchResult) -> str:
     lines = [
         f"onnxruntime {env.get('onnxruntime_version')}  |  intra-op threads: {threads}  |  "
         f"{env.get('cpu')} ({env.get('cpu_count')} logical CPUs)",
+        *_gpu_line(env),
         "",
         _models_table(result),
     ]
@@ -23,6 +24,16 @@ def format_comparison(result: BenchResult) -> str:
     for missing in result.unavailable:
         lines += ["", f"{_display(missing.provider)} EP unavailable: {missing.reason}"]
     return "\n".join(lines)
+
+
+def _gpu_line(env: dict) -> list[str]:
+    if not env.get("gpu"):
+        return []
+    graph = "on" if env.get("cuda_graph") else "off"
+    return [
+        f"GPU: {env['gpu']}  |  cudnn_conv_algo_search: {env.get('cudnn_conv_algo_search')}  |  "
+        f"CUDA graph: {graph}"
+    ]
 
 
 def _display(provider: str) -> str:
@@ -51,7 +62,10 @@ def _shapes(model: ModelInfo) -> str:
 
 
 def _config_lines(result: BenchResult, config: Configuration) -> list[str]:
-    shapes = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in config.input_shapes.items())
+    shapes = ", ".join(
+        f"{n}:{'x'.join(map(str, s))} {config.input_dtypes.get(n, '')}".rstrip()
+        for n, s in config.input_shapes.items()
+    )
     runs = config.latency[0].runs
     copies = "" if config.provider == "cpu" else (
         ", host<->device copies timed" if config.copies_timed else ", IO binding (copies not timed)"

@@ -47,6 +47,7 @@ class Configuration:
     session_create_s: tuple[float, ...]
     latency: tuple[LatencyStats, ...]
     comparisons: tuple[Comparison, ...]
+    input_dtypes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,7 @@ class BenchResult:
             "batch": config.batch,
             "input_shapes": {k: list(v) for k, v in config.input_shapes.items()},
             "copies_timed": config.copies_timed,
+            "input_dtypes": dict(config.input_dtypes),
             "models": [
                 {
                     "role": role_of(i, count),

@@ -51,7 +51,10 @@ class DeviceRunner:
         feeds: Mapping[str, np.ndarray],
         device: str = "cuda",
         device_id: int = 0,
+        fixed_outputs: Mapping[str, np.ndarray] | None = None,
     ) -> None:
+        """``fixed_outputs``: bind each output to a device buffer shaped like the given array
+        (fixed addresses, as CUDA graphs need) instead of letting ORT allocate it."""
         ort = import_ort()
         self._session = session
         self._feeds = dict(feeds)
@@ -63,8 +66,15 @@ class DeviceRunner:
         }
         for name, value in self._device_inputs.items():
             self._binding.bind_ortvalue_input(name, value)
+        self._fixed = {
+            name: ort.OrtValue.ortvalue_from_numpy(np.zeros_like(a), device, device_id)
+            for name, a in (fixed_outputs or {}).items()
+        }
         for out in session.get_outputs():
-            self._binding.bind_output(out.name, device, device_id)
+            if out.name in self._fixed:
+                self._binding.bind_ortvalue_output(out.name, self._fixed[out.name])
+            else:
+                self._binding.bind_output(out.name, device, device_id)
         self._binding.synchronize_inputs()
 
     def run(self) -> float:

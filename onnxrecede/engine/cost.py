@@ -160,7 +160,7 @@ def _inferred_shapes(
     """Shapes of every named value after ONNX shape inference on a light clone of ``model``."""
     light = model.clone()  # new graph objects; tensors are shared, never written
     graph = light.graph
-    _bind_inputs(graph, input_shapes)
+    bind_inputs(graph, input_shapes)
     for node in ir.traversal.RecursiveGraphIterator(graph):
         for out in node.outputs:
             out.shape = None  # stale shapes after pruning would make inference fail
@@ -189,7 +189,9 @@ def _inferred_shapes(
     return shapes
 
 
-def _bind_inputs(graph: ir.Graph, input_shapes: Mapping[str, Sequence[int]]) -> None:
+def bind_inputs(graph: ir.Graph, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    """Set the shapes of the graph inputs named in ``input_shapes`` (InputError for a name
+    that is not a model input)."""
     initializer_names = set(graph.initializers)
     inputs = {v.name: v for v in graph.inputs if v.name not in initializer_names}
     unknown = sorted(set(input_shapes) - set(inputs))

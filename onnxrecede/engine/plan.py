@@ -16,6 +16,10 @@ Cases:
    nearest one to what the policy chose (ties upwards) and at least N: the most important
    removed channels come back, or the least important kept ones go. A group smaller than N,
    or whose rounded count is its size, is left whole.
+6. ``whole_groups``: groups that may lose every channel (the inner groups of removable
+   residual branches, :mod:`onnxrecede.engine.branches`). One whose channels all fall below
+   the cut keeps none (``Plan.removed_groups``): ``min_channels`` applies only to the groups
+   and tensors that remain.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class Plan:
     scored_groups: set[int]
     removed_per_group: dict[int, int] = field(default_factory=dict)
     restored: int = 0
+    #: case 6: groups that lost every channel (their residual branches go)
+    removed_groups: set[int] = field(default_factory=set)
 
 
 def _per_unit(roots: np.ndarray, vec: np.ndarray) -> dict[int, float]:
@@ -114,6 +120,7 @@ def make_plan(
     scores: Mapping[ir.Value, tuple[str, np.ndarray]],
     policy: Policy,
     keep_roots: frozenset[int] = frozenset(),
+    whole_groups: frozenset[int] = frozenset(),
 ) -> Plan:
     """Decide which channels to keep. ``scores`` maps a tensor to (key, importance vector).
 
@@ -153,12 +160,16 @@ def make_plan(
     keep_root = np.ones(n_elements, dtype=bool)
     for r in removed_roots - keep_roots:
         keep_root[r] = False
-    restored = _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
+    gone = {g for g in whole_groups if not keep_root[analysis.groups[g].classes].any()}
+    exempt = {int(r) for g in gone for r in analysis.groups[g].classes}
+    restored = enforce_minimum(analysis, keep_root, importance, policy.min_channels, exempt)
     if policy.round_to > 1:
-        _round_groups(analysis, keep_root, importance, scored, policy)
-        restored += _enforce_minimum(analysis, keep_root, importance, policy.min_channels)
+        _round_groups(analysis, keep_root, importance, scored - gone, policy)
+        restored += enforce_minimum(
+            analysis, keep_root, importance, policy.min_channels, exempt
+        )
     keep_element = keep_root[analysis.roots]
-    plan = Plan(keep_element, importance, scored, restored=restored)
+    plan = Plan(keep_element, importance, scored, restored=restored, removed_groups=gone)
     for g in analysis.groups:
         n = int((~keep_root[g.classes]).sum())
         if n:
@@ -166,10 +177,15 @@ def make_plan(
     return plan
 
 
-def _enforce_minimum(
-    analysis: Analysis, keep_root: np.ndarray, importance: Mapping[int, float], minimum: int
+def enforce_minimum(
+    analysis: Analysis,
+    keep_root: np.ndarray,
+    importance: Mapping[int, float],
+    minimum: int,
+    exempt: set[int] | frozenset[int] = frozenset(),
 ) -> int:
-    """Restore the most important removed channels where a group or tensor falls below minimum."""
+    """Restore the most important removed channels where a group or tensor falls below minimum
+    (spans made only of ``exempt`` channels, which go with their branch, are left alone)."""
     restored = 0
     spans: list[np.ndarray] = [g.classes for g in analysis.groups]
     seen: set[int] = set()
@@ -178,6 +194,8 @@ def _enforce_minimum(
             seen.add(id(view.labels))
             spans.append(np.unique(analysis.roots[view.labels]))
     for roots in spans:
+        if exempt and exempt.issuperset(int(r) for r in roots):
+            continue
         need = min(minimum, len(roots)) - int(keep_root[roots].sum())
         if need <= 0:
             continue

@@ -9,6 +9,12 @@
 5. ``target_accuracy_drop``: the accuracy search (:mod:`.accuracy_search`); each candidate plan
    is rewritten from the same analysis into a copy, repaired as ``prune`` repairs, and
    evaluated against the original on ``evaluation``'s labelled samples.
+6. ``latency_table`` with ``target_latency`` F (or ``target_speedup`` X, read as F = 1 / X):
+   the knapsack over the table's measured steps (:mod:`.latency`); ``prune`` measures the cut
+   once afterwards.
+
+``whole_groups`` (cases 1, 2 and 6): groups that may lose every channel, taking their residual
+branch with them (:mod:`onnxrecede.engine.branches`).
 
 Exactly one of them may be given; every check happens before the model is loaded.
 
@@ -26,8 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from onnxrecede.engine.analysis import Analysis
@@ -39,10 +47,12 @@ from onnxrecede.importance.file_format import Importances, scores_by_value
 from onnxrecede.importance.selection import allocate_by_sensitivity, from_calibration
 from onnxrecede.policy import speedup, targets
 from onnxrecede.policy.accuracy_search import AccuracySearch, accuracy_measure, search_accuracy
+from onnxrecede.policy.latency import LatencyTarget, search_latency
+from onnxrecede.policy.latency_target import latency_target
 from onnxrecede.policy.targets import Scores
 from onnxrecede.progress import Progress
 from onnxrecede.repair.steps import RepairOptions
-from onnxrecede.report.sections import PolicySection
+from onnxrecede.report.sections import LatencySection, PolicySection
 from onnxrecede.runtime.accuracy import EvalOptions
 
 logger = logging.getLogger(__name__)
@@ -69,6 +79,13 @@ class PlanRequest:
     accuracy_search: Mapping[str, Any] | None = None
     evaluation: EvalOptions | None = None  #: what case 5 evaluates on
     allocate: str = "importances"
+    latency_table: str | os.PathLike[str] | Mapping[str, Any] | None = None
+    target_latency: float | None = None
+
+    @cached_property
+    def latency(self) -> LatencyTarget | None:
+        """Case 5's target with its table read and checked (None: no latency table)."""
+        return latency_target(self.latency_table, self.target_latency, self.target_speedup)
 
     def base_policy(self) -> Policy:
         """Check the request; the policy of case 1, or the base the searches refine."""
@@ -79,12 +96,14 @@ class PlanRequest:
                 ("--target-macs", self.target_macs), ("--target-params", self.target_params),
                 ("--target-speedup", self.target_speedup),
                 ("--target-accuracy-drop", self.target_accuracy_drop),
+                ("--target-latency", self.target_latency),
             )
             if v is not None
         ]  # fmt: skip
         if len(given) > 1:
             raise InputError(f"give only one of {', '.join(given)}")
-        if self.target_speedup is not None:
+        latency = self.latency  # the table is read and checked here, before any model
+        if self.target_speedup is not None and latency is None:
             speedup.SpeedupOptions.of(self.target_speedup, self.speedup_search).validate()
         if self.target_accuracy_drop is not None:
             self.accuracy_options().validate()
@@ -105,11 +124,11 @@ class PlanRequest:
 
     @property
     def searched(self) -> bool:
-        """Whether the threshold is chosen from the analysis (cases 2-4)."""
+        """Whether the threshold is chosen from the analysis (cases 2-5)."""
         return self.ratio == "auto" or any(
             t is not None
             for t in (self.target_macs, self.target_params, self.target_speedup,
-                      self.target_accuracy_drop)
+                      self.target_accuracy_drop, self.target_latency)
         )  # fmt: skip
 
     def accuracy_options(self) -> AccuracySearch:
@@ -166,12 +185,18 @@ def choose_plan(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     progress: Progress | None = None,
     repair: RepairOptions | None = None,
+    whole_groups: frozenset[int] = frozenset(),
 ) -> Choice:
-    """Cases 1-5 on one analysis of the model (not yet rewritten); ``repair``: how case 5
+    """Cases 1-6 on one analysis of the model (not yet rewritten); ``repair``: how case 5
     repairs each candidate before evaluating it."""
     base = request.base_policy()
+    if request.latency is not None:
+        knapsack = search_latency(analysis, scores, base, request.latency, whole_groups)
+        return Choice(knapsack.plan, knapsack.policy, _section(
+            request, knapsack.policy, latency=LatencySection.of(knapsack.report)
+        ))  # fmt: skip
     if request.ratio == "auto":
-        return _auto(analysis, scores, request, base)
+        return _auto(analysis, scores, request, base, whole_groups)
     if request.target_macs is not None or request.target_params is not None:
         metric = "macs" if request.target_macs is not None else "params"
         fraction = request.target_macs if metric == "macs" else request.target_params
@@ -194,7 +219,8 @@ def choose_plan(
         ))  # fmt: skip
     if request.target_accuracy_drop is not None:
         return _accuracy(analysis, scores, request, base, before, input_shapes, progress, repair)
-    return Choice(make_plan(analysis, scores, base), base, _section(request, base))
+    plan = make_plan(analysis, scores, base, whole_groups=whole_groups)
+    return Choice(plan, base, _section(request, base))
 
 
 def _accuracy(
@@ -220,7 +246,10 @@ def _accuracy(
     ))  # fmt: skip
 
 
-def _auto(analysis: Analysis, scores: Scores, request: PlanRequest, base: Policy) -> Choice:
+def _auto(
+    analysis: Analysis, scores: Scores, request: PlanRequest, base: Policy,
+    whole_groups: frozenset[int],
+) -> Choice:  # fmt: skip
     cut = targets.auto_threshold(targets.prunable_importances(analysis, scores, base.aggregate))
     if base.scope == "local":
         policy = dataclasses.replace(base, ratio=cut.fraction_below, threshold=None)
@@ -231,7 +260,7 @@ def _auto(analysis: Analysis, scores: Scores, request: PlanRequest, base: Policy
         "(Ashman's D %.2f); %.1f%% of the prunable channels lie below it",
         cut.threshold, cut.means[0], cut.means[1], cut.separation, 100 * cut.fraction_below,
     )  # fmt: skip
-    plan = make_plan(analysis, scores, policy)
+    plan = make_plan(analysis, scores, policy, whole_groups=whole_groups)
     return Choice(plan, policy, _section(request, policy, auto=cut.to_dict()))
 
 

@@ -53,6 +53,8 @@ class PruneReport:
     #: why no channel was removed (None when some were)
     nothing_removed: str | None = None
     repair: dict[str, Any] | None = None  # compensation / reconstruction (onnxrecede.repair)
+    #: residual branches removed whole (onnxrecede.engine.branches)
+    blocks_removed: list[dict[str, Any]] = field(default_factory=list)
     #: ``prune_file(..., bench=...)``: the pruned file timed against the original (BenchResult)
     bench: Any = None
     #: ``prune_file(..., evaluation=...)``: accuracy before and after (AccuracyComparison)
@@ -93,6 +95,7 @@ class PruneReport:
             "unused_keys": self.unused_keys,
             "nothing_removed": self.nothing_removed,
             "repair": self.repair,
+            "blocks_removed": self.blocks_removed,
         } | self._measured()
 
     def _measured(self) -> dict[str, Any]:
@@ -141,6 +144,8 @@ class InspectReport:
     macs: int
     #: attention blocks recognised: units (heads or dims), count, status, barriers
     attention: list[dict[str, Any]] = field(default_factory=list)
+    #: residual branches that go whole when one of their inner groups loses every channel
+    removable_branches: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +154,7 @@ class InspectReport:
             "attention": self.attention,
             "params": self.params,
             "macs": self.macs,
+            "removable_branches": self.removable_branches,
         }
 
 
@@ -215,6 +221,7 @@ def format_prune(report: PruneReport) -> str:
         f"MACs: {_human(report.macs_before)} -> {_human(report.macs_after)} "
         f"(-{_pct(report.macs_before, report.macs_after).strip()})"
     )
+    lines.extend(_branch_lines("residual branches removed", report.blocks_removed))
     lines.extend(format_policy(report))
     if report.repair:
         from onnxrecede.repair.steps import format_repair
@@ -245,6 +252,10 @@ def format_policy(report: PruneReport) -> list[str]:
     p = report.policy
     lines = []
     prunable = max(report.channels_prunable, 1)
+    if p.get("latency"):
+        from onnxrecede.report.latency import format_latency
+
+        lines.extend(format_latency(p["target_latency"], p["latency"]))
     if p.get("auto"):
         a = p["auto"]
         lines.append(
@@ -320,6 +331,17 @@ def _format_accuracy_search(search: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def _branch_lines(title: str, branches: list[dict[str, Any]]) -> list[str]:
+    """One line per residual branch: its Add, its nodes, the groups whose removal takes it."""
+    if not branches:
+        return []
+    lines = ["", f"{title}:"]
+    for b in branches:
+        groups = ", ".join(str(g) for g in b["groups"])
+        lines.append(f"  into Add '{b['add']}' ({len(b['nodes'])} nodes; group {groups}): {_names(b['nodes'])}")
+    return lines
+
+
 def format_inspect(report: InspectReport) -> str:
     lines = ["group  size  status     importance (min/median/max)  producers"]
     for g in report.groups:
@@ -332,6 +354,7 @@ def format_inspect(report: InspectReport) -> str:
         for b in report.barriers:
             lines.append(f"  {b['op_type']} '{b['node']}': {b['reason']}")
     lines.extend(_format_attention(report.attention))
+    lines.extend(_branch_lines("removable residual branches", report.removable_branches))
     lines.append("")
     lines.append(f"params: {_human(report.params)}   MACs: {_human(report.macs)}")
     return "\n".join(lines)

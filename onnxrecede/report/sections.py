@@ -6,6 +6,7 @@ as the mapping it used to be (``report.policy["threshold"]``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,20 @@ class AccuracySearchSection:
 
 
 @dataclass(frozen=True, eq=False)
+class LatencySection:
+    """``--target-latency`` (or ``--target-speedup`` with a table): the target, the table's
+    prediction and, once the cut is measured, the measured latencies."""
+
+    target: float
+    details: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, chosen: Mapping[str, Any]) -> LatencySection:
+        """From the latency search's report (``target_latency``, ``latency``)."""
+        return cls(float(chosen["target_latency"]), dict(chosen["latency"]))
+
+
+@dataclass(frozen=True, eq=False)
 class PolicySection(Section):
     """How much was removed: the policy applied and how it was chosen."""
 
@@ -59,6 +74,13 @@ class PolicySection(Section):
     search: Mapping[str, Any] | None = None  #: the budget search that met the target
     speedup: SpeedupSection | None = None
     accuracy: AccuracySearchSection | None = None
+    latency: LatencySection | None = None
+
+    def measured_latency(self, measured: Mapping[str, Any]) -> PolicySection:
+        """This section with the cut's measured latencies added to its latency part."""
+        assert self.latency is not None
+        both = LatencySection(self.latency.target, {**self.latency.details, **measured})
+        return dataclasses.replace(self, latency=both)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -81,4 +103,7 @@ class PolicySection(Section):
         if self.accuracy is not None:
             doc["target_accuracy_drop"] = {"max_drop_points": self.accuracy.max_drop,
                                            **self.accuracy.search}  # fmt: skip
+        if self.latency is not None:
+            doc["target_latency"] = self.latency.target
+            doc["latency"] = dict(self.latency.details)
         return doc

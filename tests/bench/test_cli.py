@@ -82,3 +82,33 @@ def test_user_errors_are_one_line_without_traceback(
         assert code == 2, (args, stderr)
         assert message in stderr and "Traceback" not in stderr
         assert len([ln for ln in stderr.splitlines() if ln.startswith("error:")]) == 1
+
+
+def _cuda_runs() -> bool:
+    from onnxrecede.runtime import import_ort
+
+    return "CUDAExecutionProvider" in import_ort().get_available_providers()
+
+
+def test_cuda_graph_without_cuda_is_one_error_line_exit_3(
+    classifier_paths: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import pytest
+
+    if _cuda_runs():
+        pytest.skip("a CUDA build of onnxruntime is installed (tests/bench/test_gpu.py runs it)")
+    ref, cand = classifier_paths
+    out = tmp_path / "r.json"
+    code, stdout, stderr = _run(ref, cand, "--cuda-graph", *FAST, "--json", out)
+    assert code == 3 and stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: CUDA EP unavailable:")
+    assert not out.exists()
+
+
+def test_cuda_graph_refuses_other_providers_and_copies(classifier_paths: tuple[Path, Path]) -> None:
+    ref, _ = classifier_paths
+    code, _, stderr = _run(ref, "--cuda-graph", "--providers", "cpu,cuda", *FAST)
+    assert code == 2 and "error: --cuda-graph runs on the CUDA EP only" in stderr
+    code, _, stderr = _run(ref, "--cuda-graph", "--include-copies", *FAST)
+    assert code == 2 and "drop --include-copies" in stderr

@@ -39,3 +39,15 @@ def test_tensorrt_comparison_with_engine_cache(
     result = compare(ref, ref, options)
     assert result.configurations[0].provider == "tensorrt"
     assert any(tmp_path.iterdir())  # the engine cache was written
+
+
+def test_cuda_graph_replays_and_names_the_setup(classifier_paths: tuple[Path, Path]) -> None:
+    ref, cand = classifier_paths
+    _skip_unless("cuda", ref)
+    options = BenchOptions(providers=("cuda",), runs=5, warmup=2, cuda_graph=True)
+    result = compare(ref, cand, options)
+    env = result.environment
+    assert env["cuda_graph"] is True and env["cudnn_conv_algo_search"] == "EXHAUSTIVE"
+    assert env["gpu"] and result.configurations[0].input_dtypes
+    same = compare(ref, ref, options)
+    assert same.max_abs_diff == 0.0  # replayed graphs compute the model's outputs

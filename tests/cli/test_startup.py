@@ -16,7 +16,8 @@ import pytest
 import onnxrecede
 
 HEAVY = ("onnx", "onnx_ir", "onnxruntime", "numpy", "torch")
-COMMANDS = ("prune", "inspect", "importances", "eval", "bench", "train", "export", "finetune")
+COMMANDS = ("prune", "inspect", "importances", "eval", "bench", "latency", "train", "export",
+            "finetune")
 
 _PROBE = f"""
 import json, sys
