@@ -16,6 +16,7 @@ import pytest
 
 import onnxrecede
 from onnxrecede.engine.analysis import analyze
+from onnxrecede.engine.branches import find_branches
 from onnxrecede.engine.plan import Policy, make_plan
 from onnxrecede.engine.rewrite import mask_consumers
 from onnxrecede.importance.file_format import load_importances, resolve_importances
@@ -67,7 +68,9 @@ def _prune_and_check(path, expect, tmp_path, golden):
     analysis = analyze(m)
     imps = load_importances(imp)
     scores = {r.value: (k, imps.scores[k]) for k, r in resolve_importances(m, imps).items()}
-    plan = make_plan(analysis, scores, Policy(ratio=0.5))
+    # the same plan as prune's: groups whose residual branch may go whole lose every channel
+    whole = frozenset(g for b in find_branches(analysis) for g in b.groups)
+    plan = make_plan(analysis, scores, Policy(ratio=0.5), whole_groups=whole)
     masked = mask_consumers(analysis, plan.keep_element)
     expected, feeds = run(masked)
     actual, _ = run(out, feeds)
